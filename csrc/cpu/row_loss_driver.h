@@ -1,0 +1,299 @@
+// The CPU driver for row losses (see csrc/losses/row_loss.h for the contract).
+//
+// Rows are split across threads with at::parallel_for. Each row is processed
+// "row-resident": pass 1 reads the row from memory once, converting it to the
+// fp32 (fp64 for double) accumulation type in a per-thread scratch row while
+// taking the max; every later pass (exp and the sums, then the gradient)
+// reads that scratch row from cache. exp(o_j - max) is computed once per
+// element and kept in the scratch row for the gradient pass. A training step
+// therefore moves one read of the logits and one write of the gradient,
+// whatever statistics the loss needs. Offsets are 64-bit.
+#pragma once
+
+#include <ATen/Parallel.h>
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <type_traits>
+#include <vector>
+
+#include "../losses/row_loss.h"
+#include "../row_loss_op.h"
+#include "vec.h"
+
+namespace lossext {
+namespace cpu {
+
+// The SIMD lane type for an accumulation type: 8 floats, or one double (the
+// double path exists for gradcheck and float64 users, not for speed).
+template <typename acc_t>
+struct Lane;
+
+template <>
+struct Lane<float> {
+  using type = VecF;
+  static constexpr int64_t kWidth = VecF::kWidth;
+  static VecF load(const float* p) { return VecF::load(p); }
+  static void store(float* p, VecF v) { v.store(p); }
+  template <typename scalar_t>
+  static VecF load_converted(const scalar_t* p) { return load_as_float(p); }
+  template <typename scalar_t>
+  static void store_converted(scalar_t* p, VecF v) { store_from_float(p, v); }
+  static float reduce_sum(VecF v) { return v.sum(); }
+  static float reduce_max(VecF v) { return v.max(); }
+};
+
+template <>
+struct Lane<double> {
+  using type = double;
+  static constexpr int64_t kWidth = 1;
+  static double load(const double* p) { return *p; }
+  static void store(double* p, double v) { *p = v; }
+  template <typename scalar_t>
+  static double load_converted(const scalar_t* p) { return static_cast<double>(*p); }
+  template <typename scalar_t>
+  static void store_converted(scalar_t* p, double v) { *p = static_cast<scalar_t>(v); }
+  static double reduce_sum(double v) { return v; }
+  static double reduce_max(double v) { return v; }
+};
+
+// Everything one call of the driver reads and writes, as raw pointers.
+template <typename scalar_t, typename acc_t, typename target_t>
+struct RowLossPointers {
+  const scalar_t* input;
+  int64_t input_row_stride;
+  const target_t* target;             // class indices, or nullptr for dense losses
+  const acc_t* class_weight;          // (C,), or nullptr
+  const acc_t* dense_coefficients;    // (N, C) for dense losses, else nullptr
+  const acc_t* upstream;              // gradient of the output: 1 value or N values; nullptr means 1
+  int64_t upstream_stride;            // 0 (one value) or 1 (per row)
+  acc_t* row_values;                  // (N,)
+  scalar_t* grad_input;               // (N, C) contiguous, or nullptr
+};
+
+template <typename Loss, typename scalar_t, typename acc_t, typename target_t>
+void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
+              const RowLossPointers<scalar_t, acc_t, target_t>& ptr, const typename Loss::Params& params,
+              const ReductionInfo<acc_t>& reduction, acc_t class_weight_total, int64_t ignore_index) {
+  using L = Lane<acc_t>;
+  using V = typename L::type;
+  constexpr unsigned kNeeds = Loss::kNeeds;
+  constexpr bool kDense = (kNeeds & kDenseTarget) != 0;
+  constexpr int64_t W = L::kWidth;
+  const int64_t C = num_classes;
+  const int64_t vector_end = C - C % W;
+
+  std::vector<acc_t> scratch(static_cast<size_t>(C));
+  acc_t* z = scratch.data();
+
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    const scalar_t* in = ptr.input + row * ptr.input_row_stride;
+    scalar_t* grad = ptr.grad_input ? ptr.grad_input + row * C : nullptr;
+    int64_t target = 0;
+    if constexpr (!kDense) {
+      target = static_cast<int64_t>(ptr.target[row]);
+      if (target == ignore_index) {
+        // Ignored rows contribute nothing and get a zero gradient (F.nll_loss).
+        ptr.row_values[row] = acc_t(0);
+        if (grad) std::fill(grad, grad + C, scalar_t(0));
+        continue;
+      }
+    }
+    // Per-class weights for this row: the shared class weights, the dense
+    // coefficient row, or none (all ones).
+    const acc_t* w = kDense ? ptr.dense_coefficients + row * C : ptr.class_weight;
+
+    RowStats<acc_t> s;
+    s.num_classes = C;
+    s.target_weight = (!kDense && w) ? w[target] : acc_t(1);
+    s.class_weight_total = class_weight_total;
+
+    // Pass 1: convert into the scratch row; max and element sums.
+    {
+      V vmax(-infinity<acc_t>());
+      V vsum(acc_t(0));
+      int64_t j = 0;
+      for (; j < vector_end; j += W) {
+        const V x = L::load_converted(in + j);
+        L::store(z + j, x);
+        if constexpr ((kNeeds & kSoftmax) != 0) vmax = maximum(vmax, x);
+        if constexpr ((kNeeds & kElementSum) != 0) vsum = vsum + Loss::element_value(x, params);
+      }
+      acc_t smax = L::reduce_max(vmax);
+      acc_t ssum = L::reduce_sum(vsum);
+      for (; j < C; ++j) {
+        const acc_t x = static_cast<acc_t>(in[j]);
+        z[j] = x;
+        if constexpr ((kNeeds & kSoftmax) != 0) smax = maximum(smax, x);
+        if constexpr ((kNeeds & kElementSum) != 0) ssum += Loss::element_value(x, params);
+      }
+      s.max_logit = smax;
+      s.element_sum = ssum;
+    }
+    if constexpr (!kDense) s.target_logit = z[target];
+
+    if constexpr ((kNeeds & kMaxOther) != 0) {
+      // The largest logit among the other classes (and its first index); -inf
+      // when the target is the only class.
+      acc_t best = -infinity<acc_t>();
+      int64_t best_index = -1;
+      for (int64_t j = 0; j < C; ++j) {
+        if (j != target && (z[j] > best || best_index < 0)) {
+          best = z[j];
+          best_index = j;
+        }
+      }
+      s.max_other_logit = best;
+      s.max_other_index = best_index;
+    }
+
+    // Pass 2: e_j = exp(o_j - m), kept in the scratch row; the sums of e, e^2
+    // and of w_j (o_j - m).
+    if constexpr ((kNeeds & kSoftmax) != 0) {
+      const V m(s.max_logit);
+      V sum_e(acc_t(0)), sum_e2(acc_t(0)), sum_wx(acc_t(0)), sum_w(acc_t(0));
+      int64_t j = 0;
+      for (; j < vector_end; j += W) {
+        const V shifted = L::load(z + j) - m;
+        const V e = exponential(shifted);
+        L::store(z + j, e);
+        sum_e = sum_e + e;
+        if constexpr ((kNeeds & kSumExpSquared) != 0) sum_e2 = sum_e2 + e * e;
+        if constexpr ((kNeeds & kSmoothingSum) != 0) {
+          const V wj = w ? L::load(w + j) : V(acc_t(1));
+          sum_wx = sum_wx + wj * shifted;
+          if constexpr (kDense) sum_w = sum_w + wj;
+        }
+      }
+      acc_t se = L::reduce_sum(sum_e), se2 = L::reduce_sum(sum_e2);
+      acc_t swx = L::reduce_sum(sum_wx), sw = L::reduce_sum(sum_w);
+      for (; j < C; ++j) {
+        const acc_t shifted = z[j] - s.max_logit;
+        const acc_t e = exponential(shifted);
+        z[j] = e;
+        se += e;
+        if constexpr ((kNeeds & kSumExpSquared) != 0) se2 += e * e;
+        if constexpr ((kNeeds & kSmoothingSum) != 0) {
+          const acc_t wj = w ? w[j] : acc_t(1);
+          swx += wj * shifted;
+          if constexpr (kDense) sw += wj;
+        }
+      }
+      s.sum_exp = se;
+      s.sum_exp_squared = se2;
+      s.weighted_logit_sum = swx;
+      if constexpr (kDense) s.class_weight_total = sw;
+    }
+
+    ptr.row_values[row] = Loss::value(s, params, reduction);
+    if (!grad) continue;
+
+    // Pass 3: the gradient, written once in the input's dtype.
+    const acc_t upstream = ptr.upstream ? ptr.upstream[row * ptr.upstream_stride] : acc_t(1);
+    const auto coeffs = Loss::coefficients(s, params, reduction, upstream);
+    {
+      int64_t j = 0;
+      for (; j < vector_end; j += W) {
+        const V wj = w ? L::load(w + j) : V(acc_t(1));
+        L::store_converted(grad + j, Loss::template element_gradient<V, acc_t>(L::load(z + j), wj, coeffs));
+      }
+      for (; j < C; ++j) {
+        const acc_t wj = w ? w[j] : acc_t(1);
+        grad[j] = static_cast<scalar_t>(Loss::template element_gradient<acc_t, acc_t>(z[j], wj, coeffs));
+      }
+    }
+    if constexpr (!kDense) {
+      grad[target] = static_cast<scalar_t>(Loss::target_gradient(z[target], s.target_weight, coeffs));
+    }
+    if constexpr ((kNeeds & kMaxOther) != 0) {
+      const int64_t k = s.max_other_index;
+      if (k >= 0 && coeffs.special_index_used) {
+        const acc_t wk = w ? w[k] : acc_t(1);
+        grad[k] = static_cast<scalar_t>(Loss::special_gradient(z[k], wk, coeffs));
+      }
+    }
+  }
+}
+
+struct CpuRowLossDriver {
+  // Sum of w_t over the rows that are not ignored (the row count for dense
+  // losses), in double; also the check that every target is a valid class,
+  // made here, before any kernel runs, so it raises IndexError like F.nll_loss.
+  template <typename target_t>
+  static double checked_target_weight_sum(const RowLossProblem& p) {
+    const target_t* target = p.target.data_ptr<target_t>();
+    const bool has_weight = p.class_weight.defined();
+    const at::Tensor weight = has_weight ? p.class_weight.to(at::kDouble) : at::Tensor();
+    const double* w = has_weight ? weight.data_ptr<double>() : nullptr;
+    double total = 0;
+    for (int64_t i = 0; i < p.rows; ++i) {
+      const int64_t t = static_cast<int64_t>(target[i]);
+      if (t == p.ignore_index) continue;
+      TORCH_CHECK_INDEX(t >= 0 && t < p.classes, "Target ", t, " is out of bounds.");
+      total += w ? w[t] : 1.0;
+    }
+    return total;
+  }
+
+  static at::Tensor target_weight_sum(const RowLossProblem& p) {
+    const auto acc = accumulation_dtype(p.input.scalar_type());
+    if (p.target.dim() == 2) return at::scalar_tensor(static_cast<double>(p.rows), at::dtype(acc));
+    double total = 0;
+    switch (p.target.scalar_type()) {
+      case at::kLong: total = checked_target_weight_sum<int64_t>(p); break;
+      case at::kInt: total = checked_target_weight_sum<int32_t>(p); break;
+      default: total = checked_target_weight_sum<uint8_t>(p); break;
+    }
+    return at::scalar_tensor(total, at::dtype(acc));
+  }
+
+  template <typename Loss>
+  static void run(const RowLossProblem& p, const typename Loss::Params& params,
+                  const at::Tensor& target_weight_sum, const at::Tensor& upstream, at::Tensor& row_values,
+                  at::Tensor& grad_input) {
+    constexpr bool kDense = (Loss::kNeeds & kDenseTarget) != 0;
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.input.scalar_type(), "lossext_row_loss_cpu", [&] {
+      using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+      ReductionInfo<acc_t> reduction;
+      reduction.reduction = p.reduction;
+      reduction.target_weight_sum = target_weight_sum.item<acc_t>();
+      reduction.total_rows = p.rows;
+      const acc_t* class_weight = p.class_weight.defined() ? p.class_weight.data_ptr<acc_t>() : nullptr;
+      const acc_t class_weight_total =
+          class_weight ? p.class_weight.sum().item<acc_t>() : static_cast<acc_t>(p.classes);
+
+      auto launch = [&](auto target_tag) {
+        using target_t = decltype(target_tag);
+        RowLossPointers<scalar_t, acc_t, target_t> ptr;
+        ptr.input = p.input.data_ptr<scalar_t>();
+        ptr.input_row_stride = p.input.stride(0);
+        ptr.target = kDense ? nullptr : p.target.data_ptr<target_t>();
+        ptr.class_weight = class_weight;
+        ptr.dense_coefficients = kDense ? p.target.data_ptr<acc_t>() : nullptr;
+        ptr.upstream = upstream.defined() ? upstream.data_ptr<acc_t>() : nullptr;
+        ptr.upstream_stride = (upstream.defined() && upstream.numel() > 1) ? 1 : 0;
+        ptr.row_values = row_values.data_ptr<acc_t>();
+        ptr.grad_input = grad_input.numel() > 0 ? grad_input.data_ptr<scalar_t>() : nullptr;
+        // About 64 KiB of logits per task, so small-C batches still amortise
+        // the task overhead and large-C rows spread over all threads.
+        const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 14) / p.classes);
+        at::parallel_for(0, p.rows, grain, [&](int64_t begin, int64_t end) {
+          run_rows<Loss, scalar_t, acc_t, target_t>(begin, end, p.classes, ptr, params, reduction,
+                                                    class_weight_total, p.ignore_index);
+        });
+      };
+      if (kDense) {
+        launch(int64_t{});
+      } else if (p.target.scalar_type() == at::kLong) {
+        launch(int64_t{});
+      } else if (p.target.scalar_type() == at::kInt) {
+        launch(int32_t{});
+      } else {
+        launch(uint8_t{});
+      }
+    });
+  }
+};
+
+}  // namespace cpu
+}  // namespace lossext

@@ -1,0 +1,80 @@
+// Cross-entropy with class weights and label smoothing, as F.cross_entropy.
+//
+// With p = softmax(o), lse = log sum_j exp(o_j), class weights w (all ones when
+// none are given), smoothing eps and C classes, one row's loss is
+//   l = (1 - eps) w_t (lse - o_t) + (eps / C) sum_j w_j (lse - o_j)
+// (Tomasi 2019, the cross-entropy of the softmax; the smoothing term is the
+// cross-entropy against the uniform distribution, PyTorch's definition).
+// Its gradient (Tomasi 2019, softmax backward: dl/do = p - y) is
+//   dl/do_k = (1 - eps) w_t (p_k - y_k) + (eps / C) (W p_k - w_k),  W = sum_j w_j
+//           = A e_k - B w_k - [k == t] D
+// with e_k = exp(o_k - m), A = ((1 - eps) w_t + eps W / C) / S, B = eps / C,
+// D = (1 - eps) w_t. Both the weighted and the unweighted mean divide by the
+// sum of w_t over the rows that are not ignored (the count of those rows
+// without weights), for the smoothing term as for the main one.
+//
+// lse - o_t is evaluated as (m - o_t) + log S and the smoothing sum as
+// W log S - sum_j w_j (o_j - m), so no large logit is subtracted from another
+// large number and log p_t stays finite when p_t underflows.
+#pragma once
+
+#include "row_loss.h"
+
+namespace lossext {
+
+struct CrossEntropy {
+  static constexpr unsigned kNeeds = kSoftmax | kSmoothingSum;
+  static constexpr const char* kName = "cross_entropy";
+  static constexpr int kNumParams = 1;
+
+  struct Params {
+    double label_smoothing;
+  };
+  static Params make_params(const double* values) { return Params{values[0]}; }
+
+  template <typename T>
+  struct Coefficients {
+    T probability_scale;  // A
+    T weight_scale;       // B
+    T target_offset;      // D
+  };
+
+  template <typename T>
+  LOSSEXT_HOST_DEVICE static T value(const RowStats<T>& s, const Params& params,
+                                     const ReductionInfo<T>& reduction) {
+    const T eps = T(params.label_smoothing);
+    const T log_sum = logarithm(s.sum_exp);
+    const T nll = (s.max_logit - s.target_logit) + log_sum;
+    T row = (T(1) - eps) * s.target_weight * nll;
+    if (eps != T(0)) {
+      const T smooth = s.class_weight_total * log_sum - s.weighted_logit_sum;
+      row += eps / T(s.num_classes) * smooth;
+    }
+    return row * reduction.weighted_scale();
+  }
+
+  template <typename T>
+  LOSSEXT_HOST_DEVICE static Coefficients<T> coefficients(const RowStats<T>& s, const Params& params,
+                                                          const ReductionInfo<T>& reduction, T upstream) {
+    const T eps = T(params.label_smoothing);
+    const T scale = upstream * reduction.weighted_scale();
+    const T smoothing_per_class = eps / T(s.num_classes);
+    Coefficients<T> c;
+    c.target_offset = scale * (T(1) - eps) * s.target_weight;
+    c.weight_scale = scale * smoothing_per_class;
+    c.probability_scale = (c.target_offset + c.weight_scale * s.class_weight_total) / s.sum_exp;
+    return c;
+  }
+
+  template <typename V, typename T>
+  LOSSEXT_HOST_DEVICE static V element_gradient(V z, V class_weight, const Coefficients<T>& c) {
+    return V(c.probability_scale) * z - V(c.weight_scale) * class_weight;
+  }
+
+  template <typename T>
+  LOSSEXT_HOST_DEVICE static T target_gradient(T z, T class_weight, const Coefficients<T>& c) {
+    return element_gradient<T, T>(z, class_weight, c) - c.target_offset;
+  }
+};
+
+}  // namespace lossext

@@ -1,0 +1,57 @@
+// Cross-entropy against class probabilities (soft targets), as F.cross_entropy
+// with a floating-point target of the input's shape.
+//
+// The op folds class weights w and label smoothing eps into one coefficient row
+// per sample before the kernel runs: c_j = w_j ((1 - eps) q_j + eps / C). Then
+//   l = sum_j c_j (lse - o_j) = W log S - sum_j c_j (o_j - m),  W = sum_j c_j
+//   dl/do_k = W p_k - c_k = (W / S) e_k - c_k
+// There is no target index and no ignore_index; the mean divides by the number
+// of rows, as PyTorch does for probability targets.
+#pragma once
+
+#include "row_loss.h"
+
+namespace lossext {
+
+struct CrossEntropyProbabilities {
+  static constexpr unsigned kNeeds = kSoftmax | kSmoothingSum | kDenseTarget;
+  static constexpr const char* kName = "cross_entropy_probabilities";
+  static constexpr int kNumParams = 1;
+
+  // label_smoothing is already folded into the coefficient row by the op
+  // (row_loss_op.h, prepare_row_loss); the math below does not read it.
+  struct Params {
+    double label_smoothing;
+  };
+  static Params make_params(const double* values) { return Params{values[0]}; }
+
+  template <typename T>
+  struct Coefficients {
+    T probability_scale;
+    T weight_scale;
+  };
+
+  template <typename T>
+  LOSSEXT_HOST_DEVICE static T value(const RowStats<T>& s, const Params&, const ReductionInfo<T>& reduction) {
+    return (s.class_weight_total * logarithm(s.sum_exp) - s.weighted_logit_sum) * reduction.weighted_scale();
+  }
+
+  template <typename T>
+  LOSSEXT_HOST_DEVICE static Coefficients<T> coefficients(const RowStats<T>& s, const Params&,
+                                                          const ReductionInfo<T>& reduction, T upstream) {
+    const T scale = upstream * reduction.weighted_scale();
+    return Coefficients<T>{scale * s.class_weight_total / s.sum_exp, scale};
+  }
+
+  template <typename V, typename T>
+  LOSSEXT_HOST_DEVICE static V element_gradient(V z, V class_weight, const Coefficients<T>& c) {
+    return V(c.probability_scale) * z - V(c.weight_scale) * class_weight;
+  }
+
+  template <typename T>
+  LOSSEXT_HOST_DEVICE static T target_gradient(T z, T class_weight, const Coefficients<T>& c) {
+    return element_gradient<T, T>(z, class_weight, c);
+  }
+};
+
+}  // namespace lossext

@@ -1,0 +1,132 @@
+// The contract between a row loss and the drivers that run it.
+//
+// A "row loss" maps one row of logits o (length C) and a class-index target t
+// to a scalar l(o, t), and its gradient dl/do to a row of length C. Every loss
+// in lossext that takes class-index targets is written as a struct in its own
+// header under csrc/losses/, and both drivers (csrc/cpu/row_loss_driver.h and
+// csrc/cuda/row_loss_driver.cuh) include it. The drivers own memory traffic,
+// threading, dtypes and reductions; the loss struct owns only the math.
+//
+// The driver gathers, in as few passes over the row as the loss needs, the
+// statistics in RowStats (flags in Loss::kNeeds say which), then asks the loss
+//   value(stats, params)                     -> l for this row (unweighted)
+//   coefficients(stats, params, scale)       -> per-row constants of dl/do,
+//                                               already multiplied by `scale`
+//   element_gradient(z, w, coeffs)           -> dl/do_j for j != t (and j not
+//                                               the "special" index below)
+//   target_gradient(z_t, w_t, coeffs)        -> dl/do_t
+// where z_j is e_j = exp(o_j - max) for softmax losses (kSoftmax) and the raw
+// logit o_j otherwise, and w_j the class weight (1 without weights).
+// value() returns the row's contribution to the op's output: w_t l times the
+// reduction's scale (ReductionInfo::weighted_scale), so a mean or sum is the
+// plain sum of the rows' values; coefficients() gets the gradient of the
+// output `upstream` and folds it in. element_gradient is a template over the value type V so
+// the CPU driver can run it on 8-wide SIMD vectors and the CUDA driver on
+// scalars; everything else is scalar code in the accumulation type T (float
+// for float/half/bfloat16 inputs, double for double inputs).
+//
+// Losses without a softmax whose value is a sum over elements (hinge, L1, L2)
+// set kElementSum and provide element_value(z, params) (the summand for
+// j != t, a template over V like element_gradient); the driver puts
+// sum_j element_value(o_j, params) over the whole row, target included, in
+// RowStats::element_sum, and value() corrects the target's term.
+//
+// Losses whose gradient has a third kind of element (Chebyshev's maximiser of
+// |p_j - y_j|, the two-scale loss's runner-up class) set kMaxOther; the driver
+// gathers the largest non-target logit and its index, and asks
+// special_gradient(z_s, w_s, coeffs) for that one element when
+// coeffs.special_index_used is true.
+//
+// Losses with kDenseTarget take an (N, C) row of per-class coefficients in
+// place of the class weights and no target index (soft-target cross-entropy);
+// their mean divides by the number of rows.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define LOSSEXT_HOST_DEVICE __host__ __device__ __forceinline__
+#else
+#define LOSSEXT_HOST_DEVICE inline
+#endif
+
+namespace lossext {
+
+// Scalar math used by the loss headers. The CPU driver adds overloads of the
+// same names for its SIMD vector type (csrc/cpu/vec.h), so element_value and
+// element_gradient compile for both.
+LOSSEXT_HOST_DEVICE float where(bool condition, float a, float b) { return condition ? a : b; }
+LOSSEXT_HOST_DEVICE double where(bool condition, double a, double b) { return condition ? a : b; }
+// NaN-propagating, like torch.maximum.
+LOSSEXT_HOST_DEVICE float maximum(float a, float b) { return (a != a || a > b) ? a : b; }
+LOSSEXT_HOST_DEVICE double maximum(double a, double b) { return (a != a || a > b) ? a : b; }
+LOSSEXT_HOST_DEVICE float absolute(float a) { return ::fabsf(a); }
+LOSSEXT_HOST_DEVICE double absolute(double a) { return ::fabs(a); }
+LOSSEXT_HOST_DEVICE float power(float a, float b) { return ::powf(a, b); }
+LOSSEXT_HOST_DEVICE float exponential(float a) { return ::expf(a); }
+LOSSEXT_HOST_DEVICE double exponential(double a) { return ::exp(a); }
+LOSSEXT_HOST_DEVICE float logarithm(float a) { return ::logf(a); }
+LOSSEXT_HOST_DEVICE double logarithm(double a) { return ::log(a); }
+LOSSEXT_HOST_DEVICE double power(double a, double b) { return ::pow(a, b); }
+
+// Which statistics a loss needs from the driver (bit flags in Loss::kNeeds).
+enum RowNeeds : unsigned {
+  kSoftmax = 1u << 0,         // max_logit, sum_exp; z_j = exp(o_j - max)
+  kSumExpSquared = 1u << 1,   // sum_exp_squared = sum_j exp(2 (o_j - max))
+  kMaxOther = 1u << 2,        // max_other_logit, max_other_index (j != t)
+  kElementSum = 1u << 3,      // element_sum = sum_j element_value(o_j)
+  kSmoothingSum = 1u << 4,    // weighted_logit_sum = sum_j w_j (o_j - m), class_weight_total = sum_j w_j
+  kDenseTarget = 1u << 5,     // w is a per-row (N, C) tensor; no target index
+};
+
+// Per-row statistics, in the accumulation type T.
+template <typename T>
+struct RowStats {
+  int64_t num_classes = 0;
+  T target_logit = 0;         // o_t (always gathered)
+  T max_logit = 0;            // m = max_j o_j                (kSoftmax)
+  T sum_exp = 0;              // S = sum_j exp(o_j - m)       (kSoftmax)
+  T sum_exp_squared = 0;      // S2 = sum_j exp(2 (o_j - m))  (kSumExpSquared)
+  T max_other_logit = 0;      // max_{j != t} o_j, -inf if C == 1 (kMaxOther)
+  int64_t max_other_index = -1;
+  T element_sum = 0;          // sum_j element_value(o_j)     (kElementSum)
+  T weighted_logit_sum = 0;   // sum_j w_j (o_j - m)          (kSmoothingSum)
+  T class_weight_total = 0;   // sum_j w_j                    (kSmoothingSum)
+  T target_weight = 1;        // w_t (1 without class weights)
+
+  // log-sum-exp of the row: lse = m + log S. Used instead of log(softmax) so
+  // that log p_t = o_t - lse stays finite when p_t underflows to zero.
+  LOSSEXT_HOST_DEVICE T log_sum_exp() const { return max_logit + logarithm(sum_exp); }
+  // p_t = exp(o_t - lse), computed from the logit so it is exact when S is large.
+  LOSSEXT_HOST_DEVICE T target_probability() const { return exponential((target_logit - max_logit) - logarithm(sum_exp)); }
+  // sum_j p_j^2 = S2 / S^2
+  LOSSEXT_HOST_DEVICE T sum_probability_squared() const { return sum_exp_squared / (sum_exp * sum_exp); }
+};
+
+// How per-row losses are combined, as torch's `reduction` argument.
+enum class Reduction : int64_t { None = 0, Mean = 1, Sum = 2 };
+
+// What a reduction divides by. The drivers fill it before the main pass so the
+// gradient can be written scaled in the same pass.
+template <typename T>
+struct ReductionInfo {
+  Reduction reduction = Reduction::Mean;
+  T target_weight_sum = 0;  // sum of w_t over rows whose target != ignore_index
+                            // (the row count for kDenseTarget losses)
+  int64_t total_rows = 0;   // all rows, ignored ones included
+
+  // Scale of a row's (already w_t-weighted) loss in the reduced output: the
+  // weighted mean of F.cross_entropy / F.nll_loss divides by sum w_t.
+  LOSSEXT_HOST_DEVICE T weighted_scale() const {
+    return reduction == Reduction::Mean ? T(1) / target_weight_sum : T(1);
+  }
+};
+
+template <typename T>
+LOSSEXT_HOST_DEVICE T infinity() {
+  return std::numeric_limits<T>::infinity();
+}
+
+}  // namespace lossext

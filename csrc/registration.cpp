@@ -1,0 +1,33 @@
+// Every lossext op's schema, in one place. Kernels are registered per backend
+// (cpu/, cuda/); fake kernels and autograd formulas in lossext/_ops.py.
+//
+// Each row loss has two ops:
+//   <name>_forward(input, target, weight, params, ignore_index, reduction, compute_grad)
+//       -> (loss, grad_input)
+//     The loss reduced as `reduction` says (0 none, 1 mean, 2 sum). With
+//     compute_grad, grad_input is d(loss)/d(input) for an upstream gradient of
+//     one (per row, for reduction none), from the same pass over the logits;
+//     otherwise it is empty.
+//   <name>_backward(grad_output, input, target, weight, params, ignore_index, reduction)
+//       -> grad_input
+//     Recomputes the gradient from the logits, scaled by grad_output.
+// `params` are the loss's own scalars, in the order its header's make_params reads them.
+#include <torch/library.h>
+
+#include "losses/all_losses.h"
+
+namespace lossext {
+namespace {
+
+#define LOSSEXT_DEFINE_ROW_LOSS_SCHEMAS(name, Loss)                                                      \
+  m.def(#name "_forward(Tensor input, Tensor target, Tensor? weight, float[] params, int ignore_index, " \
+              "int reduction, bool compute_grad) -> (Tensor, Tensor)");                                  \
+  m.def(#name "_backward(Tensor grad_output, Tensor input, Tensor target, Tensor? weight, float[] params, " \
+              "int ignore_index, int reduction) -> Tensor");
+
+TORCH_LIBRARY(lossext, m) { LOSSEXT_FOR_EACH_ROW_LOSS(LOSSEXT_DEFINE_ROW_LOSS_SCHEMAS) }
+
+#undef LOSSEXT_DEFINE_ROW_LOSS_SCHEMAS
+
+}  // namespace
+}  // namespace lossext

@@ -1,0 +1,162 @@
+// The device-independent half of every row-loss op: argument checks, the
+// canonical (N, C) views the drivers expect, output allocation and the final
+// reduction. A backend supplies a Driver with
+//   static at::Tensor target_weight_sum(const RowLossProblem&)
+//   template <class Loss> static void run(const RowLossProblem&, const typename Loss::Params&,
+//                                         const at::Tensor& target_weight_sum,
+//                                         const at::Tensor& upstream, at::Tensor& row_values,
+//                                         at::Tensor& grad_input)
+// and instantiates row_loss_forward / row_loss_backward with it (see
+// cpu/row_losses.cpp and cuda/row_losses.cu).
+#pragma once
+
+#include <ATen/ATen.h>
+#include <c10/util/ArrayRef.h>
+
+#include <limits>
+#include <string>
+#include <tuple>
+
+#include "losses/row_loss.h"
+
+namespace lossext {
+
+// The validated arguments of one call, in the layout the drivers read.
+struct RowLossProblem {
+  at::Tensor input;         // (N, C), stride(1) == 1, any row stride
+  at::Tensor target;        // (N,) int64/int32/uint8, contiguous; or (N, C) coefficients (kDenseTarget)
+  at::Tensor class_weight;  // (C,) in the accumulation dtype, contiguous; undefined if none
+  int64_t rows = 0;
+  int64_t classes = 0;
+  int64_t ignore_index = -100;
+  Reduction reduction = Reduction::Mean;
+};
+
+// float for float/half/bfloat16, double for double (fp32 accumulation for half types).
+inline at::ScalarType accumulation_dtype(at::ScalarType t) {
+  return t == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+inline Reduction checked_reduction(int64_t reduction) {
+  TORCH_CHECK(reduction >= 0 && reduction <= 2,
+              "lossext: reduction must be 0 (none), 1 (mean) or 2 (sum), got ", reduction);
+  return static_cast<Reduction>(reduction);
+}
+
+template <typename Loss>
+RowLossProblem prepare_row_loss(const at::Tensor& input, const at::Tensor& target,
+                                const c10::optional<at::Tensor>& weight, c10::ArrayRef<double> params,
+                                int64_t ignore_index, int64_t reduction) {
+  constexpr bool kDense = (Loss::kNeeds & kDenseTarget) != 0;
+  const std::string op = std::string("lossext::") + Loss::kName;
+  TORCH_CHECK(static_cast<int64_t>(params.size()) == Loss::kNumParams, op, ": expected ", Loss::kNumParams,
+              " values in params, got ", params.size());
+  TORCH_CHECK(input.dim() == 2, op, ": input must be 2-D (N, C), got ", input.dim(), "-D with shape ",
+              input.sizes());
+  TORCH_CHECK(at::isFloatingType(input.scalar_type()), op,
+              ": input must be float32, float64, float16 or bfloat16, got ", input.scalar_type());
+  TORCH_CHECK(input.size(1) >= 1, op, ": input must have at least one class, got shape ", input.sizes());
+  TORCH_CHECK(target.device() == input.device(), op, ": target must be on the input's device (",
+              input.device(), "), got ", target.device());
+
+  RowLossProblem p;
+  p.rows = input.size(0);
+  p.classes = input.size(1);
+  p.ignore_index = ignore_index;
+  p.reduction = checked_reduction(reduction);
+  // Rows may have any stride; the class dimension must be dense for vector loads.
+  p.input = input.stride(1) == 1 ? input : input.contiguous();
+  const auto acc = accumulation_dtype(input.scalar_type());
+
+  if (weight.has_value() && weight->defined()) {
+    const at::Tensor& w = *weight;
+    TORCH_CHECK(w.device() == input.device(), op, ": weight must be on the input's device (", input.device(),
+                "), got ", w.device());
+    TORCH_CHECK(w.dim() == 1 && w.size(0) == p.classes, op, ": weight must have shape (C,) = (", p.classes,
+                ",), got ", w.sizes());
+    TORCH_CHECK(w.scalar_type() == input.scalar_type(), op, ": weight must have the input's dtype (",
+                input.scalar_type(), "), got ", w.scalar_type());
+    p.class_weight = w.to(acc).contiguous();
+  }
+
+  if constexpr (kDense) {
+    TORCH_CHECK(target.sizes() == input.sizes(), op, ": probability target must have the input's shape ",
+                input.sizes(), ", got ", target.sizes());
+    TORCH_CHECK(at::isFloatingType(target.scalar_type()), op,
+                ": probability target must be floating point, got ", target.scalar_type());
+    // Fold label smoothing (params[0]) and class weights into one coefficient
+    // row per sample: c = w ((1 - eps) q + eps / C), see cross_entropy_probabilities.h.
+    const double eps = params[0];
+    at::Tensor coefficients = target.to(acc);
+    if (eps != 0.0) coefficients = coefficients * (1.0 - eps) + eps / static_cast<double>(p.classes);
+    if (p.class_weight.defined()) coefficients = coefficients * p.class_weight;
+    p.target = coefficients.contiguous();
+    p.class_weight = at::Tensor();
+  } else {
+    TORCH_CHECK(target.dim() == 1 && target.size(0) == p.rows, op, ": target must have shape (N,) = (", p.rows,
+                ",), got ", target.sizes());
+    const auto tt = target.scalar_type();
+    TORCH_CHECK(tt == at::kLong || tt == at::kInt || tt == at::kByte, op,
+                ": target must hold class indices as int64, int32 or uint8, got ", tt);
+    p.target = target.contiguous();
+  }
+  return p;
+}
+
+// Sum (or copy, for reduction none) the per-row contributions into the op's output.
+inline at::Tensor reduce_row_values(const at::Tensor& row_values, const at::Tensor& target_weight_sum,
+                                    Reduction reduction, at::ScalarType out_dtype) {
+  if (reduction == Reduction::None) return row_values.to(out_dtype);
+  at::Tensor total = row_values.sum();
+  if (reduction == Reduction::Mean) {
+    // A mean over no weight (empty batch, all rows ignored) is 0/0 in PyTorch: NaN.
+    total = at::where(target_weight_sum == 0, std::numeric_limits<double>::quiet_NaN(), total);
+  }
+  return total.to(out_dtype);
+}
+
+template <typename Loss, typename Driver>
+std::tuple<at::Tensor, at::Tensor> row_loss_forward(const at::Tensor& input, const at::Tensor& target,
+                                                    const c10::optional<at::Tensor>& weight,
+                                                    c10::ArrayRef<double> params, int64_t ignore_index,
+                                                    int64_t reduction, bool compute_grad) {
+  const RowLossProblem p = prepare_row_loss<Loss>(input, target, weight, params, ignore_index, reduction);
+  const auto acc = accumulation_dtype(input.scalar_type());
+  at::Tensor row_values = at::empty({p.rows}, input.options().dtype(acc));
+  at::Tensor grad_input = compute_grad ? at::empty({p.rows, p.classes}, input.options())
+                                       : at::empty({0}, input.options());
+  const at::Tensor weight_sum = Driver::target_weight_sum(p);
+  if (p.rows > 0) {
+    Driver::template run<Loss>(p, Loss::make_params(params.data()), weight_sum, at::Tensor(), row_values,
+                               grad_input);
+  }
+  return {reduce_row_values(row_values, weight_sum, p.reduction, input.scalar_type()), grad_input};
+}
+
+template <typename Loss, typename Driver>
+at::Tensor row_loss_backward(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& target,
+                             const c10::optional<at::Tensor>& weight, c10::ArrayRef<double> params,
+                             int64_t ignore_index, int64_t reduction) {
+  const RowLossProblem p = prepare_row_loss<Loss>(input, target, weight, params, ignore_index, reduction);
+  const std::string op = std::string("lossext::") + Loss::kName + "_backward";
+  TORCH_CHECK(grad_output.device() == input.device(), op, ": grad_output must be on the input's device");
+  if (p.reduction == Reduction::None) {
+    TORCH_CHECK(grad_output.dim() == 1 && grad_output.size(0) == p.rows, op,
+                ": grad_output must have shape (N,) = (", p.rows, ",) for reduction none, got ",
+                grad_output.sizes());
+  } else {
+    TORCH_CHECK(grad_output.numel() == 1, op, ": grad_output must have one element for a reduced loss, got shape ",
+                grad_output.sizes());
+  }
+  const auto acc = accumulation_dtype(input.scalar_type());
+  const at::Tensor upstream = grad_output.to(acc).contiguous().view({-1});
+  at::Tensor row_values = at::empty({p.rows}, input.options().dtype(acc));
+  at::Tensor grad_input = at::empty({p.rows, p.classes}, input.options());
+  const at::Tensor weight_sum = Driver::target_weight_sum(p);
+  if (p.rows > 0) {
+    Driver::template run<Loss>(p, Loss::make_params(params.data()), weight_sum, upstream, row_values, grad_input);
+  }
+  return grad_input;
+}
+
+}  // namespace lossext

@@ -1,0 +1,28 @@
+"""lossext: fused C++/CUDA kernels for classification losses, with pure-PyTorch references.
+
+    import lossext
+    loss = lossext.cross_entropy(logits, target)   # instead of F.cross_entropy
+
+`lossext.backend()` says whether the compiled kernels ("extension") or the
+reference ("reference") run; LOSSEXT_BACKEND=reference forces the reference.
+"""
+
+from . import _extension, _ops  # noqa: F401  (_ops registers fake kernels and autograd formulas)
+from . import autograd, functional, nn, reference
+from ._extension import backend, extension_loaded, set_backend
+from ._ops import set_gradient_mode
+from .functional import cross_entropy
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "autograd",
+    "backend",
+    "cross_entropy",
+    "extension_loaded",
+    "functional",
+    "nn",
+    "reference",
+    "set_backend",
+    "set_gradient_mode",
+]

@@ -1,0 +1,69 @@
+"""The public loss functions: fused kernels when lossext._C is loaded, the reference otherwise."""
+
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from . import _extension, reference
+from ._canonical import canonicalize
+from ._ops import row_loss
+from .reference import check_label_smoothing
+
+__all__ = ["cross_entropy"]
+
+
+def _needs_reference(input: torch.Tensor, *others: Optional[torch.Tensor]) -> bool:
+    """The reference runs when the kernels cannot: no extension for this device, or a
+    gradient the kernels do not produce (for class weights or soft targets)."""
+    if not _extension.use_extension(input.device):
+        return True
+    return any(t is not None and t.requires_grad for t in others)
+
+
+def class_index_loss(
+    name: str,
+    input: torch.Tensor,
+    target: torch.Tensor,
+    weight: Optional[torch.Tensor],
+    ignore_index: int,
+    reduction: str,
+    params: Sequence[float],
+    reference_fn: Callable[[], torch.Tensor],
+) -> torch.Tensor:
+    """Run the row loss `name` (class-index targets) on any input shape; `reference_fn` is the fallback."""
+    if _needs_reference(input, weight):
+        return reference_fn()
+    canonical = canonicalize(name, input, target, weight, ignore_index, reduction)
+    loss = row_loss(name, canonical.input, canonical.target, weight, params, ignore_index, canonical.reduction)
+    return loss.reshape(canonical.batch_shape) if canonical.reduction == 0 else loss
+
+
+def cross_entropy(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    weight: Optional[torch.Tensor] = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """Fused softmax cross-entropy; a drop-in for torch.nn.functional.cross_entropy.
+
+    input: (C,), (N, C) or (N, C, d1, ..., dk) logits. target: class indices
+    (int64, int32 or uint8) of the input's shape without the class dimension,
+    or class probabilities of the input's shape.
+    """
+    check_label_smoothing(label_smoothing)
+
+    def run_reference() -> torch.Tensor:
+        return reference.cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
+
+    canonical = canonicalize("cross_entropy", input, target, weight, ignore_index, reduction,
+                             allow_probabilities=True)
+    if not canonical.probabilities:
+        return class_index_loss("cross_entropy", input, target, weight, ignore_index, reduction,
+                                [label_smoothing], run_reference)
+    if _needs_reference(input, weight, target):
+        return run_reference()
+    loss = row_loss("cross_entropy_probabilities", canonical.input, canonical.target, weight, [label_smoothing],
+                    ignore_index, canonical.reduction)
+    return loss.reshape(canonical.batch_shape) if canonical.reduction == 0 else loss

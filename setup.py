@@ -1,0 +1,85 @@
+"""Build lossext._C: the CPU kernels always, the CUDA kernels when torch has CUDA and nvcc is found.
+
+Environment (read once here, printed at build time):
+  FORCE_CUDA=1            compile csrc/cuda/ even if torch.cuda.is_available() is False (CI's compile check)
+  LOSSEXT_SKIP_CUDA=1     never compile csrc/cuda/
+  TORCH_CUDA_ARCH_LIST    CUDA architectures (torch's variable); default "8.0;9.0"
+  LOSSEXT_CPU_FLAGS       extra C++ flags for the CPU kernels; default "-mavx2 -mfma -mf16c" when this
+                          machine has AVX2, FMA and F16C, else none (set it to "" for a portable build)
+  DEBUG=1                 -O0 -g
+  MAX_JOBS                parallel compile jobs (torch's variable)
+"""
+
+import glob
+import os
+import shutil
+
+from setuptools import find_packages, setup
+
+import torch
+from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "0").lower() in ("1", "true", "yes", "on")
+
+
+def host_cpu_flags() -> list:
+    """-mavx2 -mfma -mf16c when /proc/cpuinfo shows all three (the vector exp and half conversions use them)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return []
+    return ["-mavx2", "-mfma", "-mf16c"] if {"avx2", "fma", "f16c"} <= set(flags) else []
+
+
+FORCE_CUDA = env_flag("FORCE_CUDA")
+SKIP_CUDA = env_flag("LOSSEXT_SKIP_CUDA")
+DEBUG = env_flag("DEBUG")
+NVCC = shutil.which("nvcc") or (os.path.join(CUDA_HOME, "bin", "nvcc") if CUDA_HOME else None)
+TORCH_HAS_CUDA = torch.version.cuda is not None
+WITH_CUDA = not SKIP_CUDA and TORCH_HAS_CUDA and NVCC is not None and (torch.cuda.is_available() or FORCE_CUDA)
+CPU_FLAGS = os.environ["LOSSEXT_CPU_FLAGS"].split() if "LOSSEXT_CPU_FLAGS" in os.environ else host_cpu_flags()
+if WITH_CUDA and not os.environ.get("TORCH_CUDA_ARCH_LIST"):
+    os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0"
+
+print("lossext build configuration:")
+print(f"  torch {torch.__version__} (CUDA {torch.version.cuda}), CUDA_HOME={CUDA_HOME}, nvcc={NVCC}")
+print(f"  FORCE_CUDA={FORCE_CUDA} LOSSEXT_SKIP_CUDA={SKIP_CUDA} DEBUG={DEBUG} -> WITH_CUDA={WITH_CUDA}")
+print(f"  TORCH_CUDA_ARCH_LIST={os.environ.get('TORCH_CUDA_ARCH_LIST', '(unset)')} CPU flags={CPU_FLAGS}")
+
+sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")) + glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
+optimisation = ["-O0", "-g"] if DEBUG else ["-O3"]
+extra_compile_args = {"cxx": ["-std=c++17", *optimisation, *CPU_FLAGS]}
+define_macros = []
+include_dirs = [os.path.join(ROOT, "csrc")]
+
+if WITH_CUDA:
+    sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))
+    define_macros.append(("LOSSEXT_WITH_CUDA", None))
+    extra_compile_args["nvcc"] = ["-std=c++17", *optimisation, "--expt-relaxed-constexpr", "-lineinfo"]
+    extension = CUDAExtension
+else:
+    extension = CppExtension
+
+setup(
+    name="lossext",
+    version="0.1.0",
+    description="Fused C++/CUDA kernels for classification losses and activations, for PyTorch",
+    packages=find_packages(include=["lossext", "lossext.*"]),
+    ext_modules=[
+        extension(
+            name="lossext._C",
+            sources=sources,
+            include_dirs=include_dirs,
+            define_macros=define_macros,
+            extra_compile_args=extra_compile_args,
+        )
+    ],
+    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    python_requires=">=3.9",
+    install_requires=["torch>=2.11"],
+)
