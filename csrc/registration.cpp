@@ -8,6 +8,10 @@
 //     compute_grad, grad_input is d(loss)/d(input) for an upstream gradient of
 //     one (per row, for reduction none), from the same pass over the logits;
 //     otherwise it is empty.
+//   <name>_forward_out(input, target, weight, params, ignore_index, reduction, grad_input!)
+//       -> loss
+//     The same with the gradient written into grad_input, a contiguous (N, C)
+//     buffer of the input's dtype (on CPU it may be the input itself).
 //   <name>_backward(grad_output, input, target, weight, params, ignore_index, reduction)
 //       -> grad_input
 //     Recomputes the gradient from the logits, scaled by grad_output.
@@ -22,6 +26,8 @@ namespace {
 #define LOSSEXT_DEFINE_ROW_LOSS_SCHEMAS(name, Loss)                                                      \
   m.def(#name "_forward(Tensor input, Tensor target, Tensor? weight, float[] params, int ignore_index, " \
               "int reduction, bool compute_grad) -> (Tensor, Tensor)");                                  \
+  m.def(#name "_forward_out(Tensor input, Tensor target, Tensor? weight, float[] params, int ignore_index, " \
+              "int reduction, Tensor(a!) grad_input) -> Tensor");                                        \
   m.def(#name "_backward(Tensor grad_output, Tensor input, Tensor target, Tensor? weight, float[] params, " \
               "int ignore_index, int reduction) -> Tensor");
 

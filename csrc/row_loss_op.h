@@ -133,6 +133,32 @@ std::tuple<at::Tensor, at::Tensor> row_loss_forward(const at::Tensor& input, con
   return {reduce_row_values(row_values, weight_sum, p.reduction, input.scalar_type()), grad_input};
 }
 
+// The forward with the gradient written into a caller's buffer (for example
+// the logits' own storage on CPU, where each row is read into a scratch row
+// before its gradient is written, or a buffer reused across steps).
+template <typename Loss, typename Driver>
+at::Tensor row_loss_forward_out(const at::Tensor& input, const at::Tensor& target,
+                                const c10::optional<at::Tensor>& weight, c10::ArrayRef<double> params,
+                                int64_t ignore_index, int64_t reduction, at::Tensor& grad_input) {
+  const RowLossProblem p = prepare_row_loss<Loss>(input, target, weight, params, ignore_index, reduction);
+  const std::string op = std::string("lossext::") + Loss::kName + "_forward_out";
+  TORCH_CHECK(grad_input.device() == input.device(), op, ": grad_input must be on the input's device");
+  TORCH_CHECK(grad_input.scalar_type() == input.scalar_type(), op, ": grad_input must have the input's dtype (",
+              input.scalar_type(), "), got ", grad_input.scalar_type());
+  TORCH_CHECK(grad_input.dim() == 2 && grad_input.size(0) == p.rows && grad_input.size(1) == p.classes &&
+                  grad_input.is_contiguous(),
+              op, ": grad_input must be a contiguous (N, C) = (", p.rows, ", ", p.classes, ") tensor, got shape ",
+              grad_input.sizes(), grad_input.is_contiguous() ? "" : " (not contiguous)");
+  const auto acc = accumulation_dtype(input.scalar_type());
+  at::Tensor row_values = at::empty({p.rows}, input.options().dtype(acc));
+  const at::Tensor weight_sum = Driver::target_weight_sum(p);
+  if (p.rows > 0) {
+    Driver::template run<Loss>(p, Loss::make_params(params.data()), weight_sum, at::Tensor(), row_values,
+                               grad_input);
+  }
+  return reduce_row_values(row_values, weight_sum, p.reduction, input.scalar_type());
+}
+
 template <typename Loss, typename Driver>
 at::Tensor row_loss_backward(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& target,
                              const c10::optional<at::Tensor>& weight, c10::ArrayRef<double> params,

@@ -108,6 +108,10 @@ def _register(name: str) -> None:
         grad_input = input.new_empty(input.shape) if compute_grad else input.new_empty((0,))
         return loss, grad_input
 
+    @torch.library.register_fake(f"lossext::{name}_forward_out")
+    def _forward_out_fake(input, target, weight, params, ignore_index, reduction, grad_input):
+        return input.new_empty((input.shape[0],) if reduction == 0 else ())
+
     @torch.library.register_fake(f"lossext::{name}_backward")
     def _backward_fake(grad_output, input, target, weight, params, ignore_index, reduction):
         torch._check(input.dim() == 2, lambda: f"lossext::{name}_backward: input must be 2-D")

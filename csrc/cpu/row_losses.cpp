@@ -10,6 +10,7 @@ namespace {
 
 #define LOSSEXT_REGISTER_CPU_ROW_LOSS(name, Loss)                                    \
   m.impl(#name "_forward", &row_loss_forward<Loss, cpu::CpuRowLossDriver>);          \
+  m.impl(#name "_forward_out", &row_loss_forward_out<Loss, cpu::CpuRowLossDriver>);  \
   m.impl(#name "_backward", &row_loss_backward<Loss, cpu::CpuRowLossDriver>);
 
 TORCH_LIBRARY_IMPL(lossext, CPU, m) { LOSSEXT_FOR_EACH_ROW_LOSS(LOSSEXT_REGISTER_CPU_ROW_LOSS) }
