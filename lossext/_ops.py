@@ -78,9 +78,17 @@ def save_for_backward(ctx, inputs, output) -> None:
     ctx.set_materialize_grads(False)
 
 
+def _being_traced(tensor: torch.Tensor) -> bool:
+    """True under torch.compile, AOT tracing (make_fx) or fake tensors, where reading a value is impossible."""
+    if torch.compiler.is_compiling() or type(tensor) is not torch.Tensor:
+        return True
+    modes = torch._C._TorchDispatchModeKey
+    return any(torch._C._get_dispatch_mode(key) is not None for key in (modes.PROXY, modes.FAKE))
+
+
 def _upstream_is_one(grad_loss: torch.Tensor) -> bool:
     # Only where reading the value costs no device sync and no graph break.
-    if torch.compiler.is_compiling() or grad_loss.device.type != "cpu" or grad_loss.numel() != 1:
+    if grad_loss.device.type != "cpu" or grad_loss.numel() != 1 or _being_traced(grad_loss):
         return False
     return bool(grad_loss.item() == 1.0)
 

@@ -24,6 +24,12 @@ def check_label_smoothing(label_smoothing: float) -> None:
         raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
 
 
+def log_softmax_rows(x: torch.Tensor) -> torch.Tensor:
+    """log p_j = (o_j - m) - log sum_k exp(o_k - m), m the row max: exact for huge logits, finite when p_j underflows."""
+    shifted = x - x.amax(dim=1, keepdim=True)
+    return shifted - torch.logsumexp(shifted, dim=1, keepdim=True)
+
+
 def reduce_rows(rows: torch.Tensor, denominator: torch.Tensor, canonical: Canonical, dtype: torch.dtype):
     """Apply the reduction to per-row losses that already carry their class weight w_t."""
     if canonical.reduction == 0:
@@ -74,9 +80,9 @@ def cross_entropy(
 ) -> torch.Tensor:
     """Cross-entropy as torch.nn.functional.cross_entropy defines it, from logsumexp.
 
-    Per row, with lse = log sum_j exp(o_j) and smoothing eps over C classes:
-    (1 - eps) w_t (lse - o_t) + eps / C * sum_j w_j (lse - o_j) for class indices;
-    sum_j w_j q'_j (lse - o_j) with q' = (1 - eps) q + eps / C for class probabilities q.
+    Per row, with log p = log_softmax(o) and smoothing eps over C classes:
+    -(1 - eps) w_t log p_t - eps / C * sum_j w_j log p_j for class indices;
+    -sum_j w_j q'_j log p_j with q' = (1 - eps) q + eps / C for class probabilities q.
     """
     check_label_smoothing(label_smoothing)
     canonical = canonicalize("cross_entropy", input, target, weight, ignore_index, reduction,
@@ -90,18 +96,17 @@ def cross_entropy(
             q = q * (1.0 - eps) + eps / num_classes
         if weight is not None:
             q = q * weight.to(x.dtype)
-        lse = torch.logsumexp(x, dim=1, keepdim=True)
-        rows = (q * (lse - x)).sum(dim=1)
+        rows = -(q * log_softmax_rows(x)).sum(dim=1)
         return reduce_rows(rows, torch.tensor(float(x.shape[0]), dtype=x.dtype, device=x.device), canonical,
                            input.dtype)
 
     def per_row(x: torch.Tensor, t: torch.Tensor, w_t: torch.Tensor) -> torch.Tensor:
-        lse = torch.logsumexp(x, dim=1)
-        nll = w_t * (lse - x.gather(1, t[:, None])[:, 0])
+        log_p = log_softmax_rows(x)
+        nll = -w_t * log_p.gather(1, t[:, None])[:, 0]
         if eps == 0.0:
             return nll
         w = torch.ones_like(x[0]) if weight is None else weight.to(x.dtype)
-        smooth = (w * (lse[:, None] - x)).sum(dim=1)
+        smooth = -(w * log_p).sum(dim=1)
         return (1.0 - eps) * nll + eps / x.shape[1] * smooth
 
     return class_index_loss("cross_entropy", input, target, weight, ignore_index, reduction, per_row)
