@@ -19,7 +19,7 @@
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
-#if defined(__F16C__)
+#if defined(__AVX__) || defined(__F16C__)
 #include <immintrin.h>
 #endif
 
@@ -88,6 +88,19 @@ inline VecF maximum(VecF a, VecF b) {
   const float8_t larger = a.v > b.v ? a.v : b.v;
   return VecF(a.v != a.v ? a.v : larger);
 }
+// The larger of a and b where NaN handling does not matter (one vmaxps; which
+// operand a NaN yields is unspecified). The drivers use it for a row's max,
+// whose NaN case is caught by the softmax sum turning NaN.
+inline VecF unordered_maximum(VecF a, VecF b) {
+#if defined(__AVX__)
+  return VecF(float8_t(_mm256_max_ps(__m256(a.v), __m256(b.v))));
+#else
+  return VecF(a.v > b.v ? a.v : b.v);
+#endif
+}
+inline float unordered_maximum(float a, float b) { return a > b ? a : b; }
+inline double unordered_maximum(double a, double b) { return a > b ? a : b; }
+
 inline VecF absolute(VecF a) {
   int8x32_t bits;
   std::memcpy(&bits, &a.v, sizeof(bits));
@@ -108,7 +121,16 @@ inline VecF exponential(VecF x) {
   // exp(0) = 1 term.
   constexpr float kHigh = 88.3762626647949f;
   constexpr float kLow = -87.3365478515625f;
-  const float8_t clamped = x.v > kHigh ? float8_t{} + kHigh : (x.v < kLow ? float8_t{} + kLow : x.v);
+  // Clamp so that a NaN x is kept: the NaN then flows through the polynomial
+  // to the result, with no select at the end.
+#if defined(__AVX__)
+  // vminps/vmaxps return their second operand when either is NaN.
+  const float8_t clamped =
+      float8_t(_mm256_max_ps(_mm256_set1_ps(kLow), _mm256_min_ps(_mm256_set1_ps(kHigh), __m256(x.v))));
+#else
+  float8_t clamped = kHigh < x.v ? float8_t{} + kHigh : x.v;
+  clamped = clamped < kLow ? float8_t{} + kLow : clamped;
+#endif
   // n = round(x log2 e) by the 1.5 * 2^23 trick: adding it leaves n in the low
   // mantissa bits, valid for |n| < 2^22.
   constexpr float kRound = 12582912.0f;
@@ -121,8 +143,7 @@ inline VecF exponential(VecF x) {
   poly = poly * r + 4.1665795894e-2f;
   poly = poly * r + 1.6666665459e-1f;
   poly = poly * r + 5.0000001201e-1f;
-  const float8_t r2 = r * r;
-  const float8_t er = poly * r2 + r + 1.0f;
+  const float8_t er = poly * (r * r) + r + 1.0f;
   int8x32_t n_bits;
   std::memcpy(&n_bits, &shifted, sizeof(n_bits));
   // 2^n as a float: the low bits of `shifted` hold n + 0x400000; keep n and
@@ -131,11 +152,12 @@ inline VecF exponential(VecF x) {
   float8_t two_n;
   std::memcpy(&two_n, &exponent, sizeof(two_n));
   float8_t result = er * two_n;
-  result = x.v > kHigh ? float8_t{} + std::numeric_limits<float>::infinity() : result;
-  result = x.v < kLow ? float8_t{} : result;
-  // NaN compares false above, and NaN arithmetic keeps it NaN; the explicit
-  // select keeps that true whatever the bit tricks did with the NaN's bits.
-  return VecF(x.v != x.v ? x.v : result);
+  // x < kLow: zero (an and-not with the mask, which keeps NaN since NaN < kLow is false).
+  int8x32_t result_bits;
+  std::memcpy(&result_bits, &result, sizeof(result_bits));
+  result_bits &= ~(x.v < kLow);
+  std::memcpy(&result, &result_bits, sizeof(result));
+  return VecF(x.v > kHigh ? float8_t{} + std::numeric_limits<float>::infinity() : result);
 }
 
 // ---- Conversions between storage types and the fp32 compute vector. ----
