@@ -1,21 +1,23 @@
 // Every lossext op's schema, in one place. Kernels are registered per backend
 // (cpu/, cuda/); fake kernels and autograd formulas in lossext/_ops.py.
 //
-// Each row loss has two ops:
-//   <name>_forward(input, target, weight, params, ignore_index, reduction, compute_grad)
-//       -> (loss, grad_input)
+// Each row loss has three ops:
+//   <name>_forward(input, target, weight, params, tensor_params, ignore_index, reduction, compute_grad)
+//       -> (loss, grad_input, row_param_grads)
 //     The loss reduced as `reduction` says (0 none, 1 mean, 2 sum). With
 //     compute_grad, grad_input is d(loss)/d(input) for an upstream gradient of
-//     one (per row, for reduction none), from the same pass over the logits;
-//     otherwise it is empty.
-//   <name>_forward_out(input, target, weight, params, ignore_index, reduction, grad_input!)
+//     one (per row, for reduction none), from the same pass over the logits,
+//     and row_param_grads (N, P) holds each row's derivatives with respect to
+//     the P tensor_params (sum the rows for the gradient); otherwise both are empty.
+//   <name>_forward_out(input, target, weight, params, tensor_params, ignore_index, reduction, grad_input!)
 //       -> loss
-//     The same with the gradient written into grad_input, a contiguous (N, C)
-//     buffer of the input's dtype (on CPU it may be the input itself).
-//   <name>_backward(grad_output, input, target, weight, params, ignore_index, reduction)
-//       -> grad_input
-//     Recomputes the gradient from the logits, scaled by grad_output.
-// `params` are the loss's own scalars, in the order its header's make_params reads them.
+//     The forward with the gradient written into grad_input, a contiguous
+//     (N, C) buffer of the input's dtype (on CPU it may be the input itself).
+//   <name>_backward(grad_output, input, target, weight, params, tensor_params, ignore_index, reduction)
+//       -> (grad_input, row_param_grads)
+//     Recomputes the gradients from the logits, scaled by grad_output.
+// `params` are the loss's fixed scalars, in the order its header's make_params
+// reads them; `tensor_params` its learnable ones (None for most losses).
 #include <torch/library.h>
 
 #include "losses/all_losses.h"
@@ -24,12 +26,13 @@ namespace lossext {
 namespace {
 
 #define LOSSEXT_DEFINE_ROW_LOSS_SCHEMAS(name, Loss)                                                      \
-  m.def(#name "_forward(Tensor input, Tensor target, Tensor? weight, float[] params, int ignore_index, " \
-              "int reduction, bool compute_grad) -> (Tensor, Tensor)");                                  \
-  m.def(#name "_forward_out(Tensor input, Tensor target, Tensor? weight, float[] params, int ignore_index, " \
-              "int reduction, Tensor(a!) grad_input) -> Tensor");                                        \
+  m.def(#name "_forward(Tensor input, Tensor target, Tensor? weight, float[] params, "                     \
+              "Tensor? tensor_params, int ignore_index, int reduction, bool compute_grad) "                \
+              "-> (Tensor, Tensor, Tensor)");                                                              \
+  m.def(#name "_forward_out(Tensor input, Tensor target, Tensor? weight, float[] params, "                 \
+              "Tensor? tensor_params, int ignore_index, int reduction, Tensor(a!) grad_input) -> Tensor"); \
   m.def(#name "_backward(Tensor grad_output, Tensor input, Tensor target, Tensor? weight, float[] params, " \
-              "int ignore_index, int reduction) -> Tensor");
+              "Tensor? tensor_params, int ignore_index, int reduction) -> (Tensor, Tensor)");
 
 TORCH_LIBRARY(lossext, m) { LOSSEXT_FOR_EACH_ROW_LOSS(LOSSEXT_DEFINE_ROW_LOSS_SCHEMAS) }
 

@@ -5,7 +5,9 @@
 //   template <class Loss> static void run(const RowLossProblem&, const typename Loss::Params&,
 //                                         const at::Tensor& target_weight_sum,
 //                                         const at::Tensor& upstream, at::Tensor& row_values,
-//                                         at::Tensor& grad_input)
+//                                         at::Tensor& grad_input, at::Tensor& row_param_grads)
+// (grad_input and row_param_grads have no elements when no gradient is wanted;
+// row_param_grads is (N, kNumTensorParams) in the accumulation dtype).
 // and instantiates row_loss_forward / row_loss_backward with it (see
 // cpu/row_losses.cpp and cuda/row_losses.cu).
 #pragma once
@@ -26,6 +28,7 @@ struct RowLossProblem {
   at::Tensor input;         // (N, C), stride(1) == 1, any row stride
   at::Tensor target;        // (N,) int64/int32/uint8, contiguous; or (N, C) coefficients (kDenseTarget)
   at::Tensor class_weight;  // (C,) in the accumulation dtype, contiguous; undefined if none
+  at::Tensor tensor_params; // (kNumTensorParams,) in the accumulation dtype, contiguous; undefined if none
   int64_t rows = 0;
   int64_t classes = 0;
   int64_t ignore_index = -100;
@@ -46,7 +49,8 @@ inline Reduction checked_reduction(int64_t reduction) {
 template <typename Loss>
 RowLossProblem prepare_row_loss(const at::Tensor& input, const at::Tensor& target,
                                 const c10::optional<at::Tensor>& weight, c10::ArrayRef<double> params,
-                                int64_t ignore_index, int64_t reduction) {
+                                const c10::optional<at::Tensor>& tensor_params, int64_t ignore_index,
+                                int64_t reduction) {
   constexpr bool kDense = (Loss::kNeeds & kDenseTarget) != 0;
   const std::string op = std::string("lossext::") + Loss::kName;
   TORCH_CHECK(static_cast<int64_t>(params.size()) == Loss::kNumParams, op, ": expected ", Loss::kNumParams,
@@ -77,6 +81,22 @@ RowLossProblem prepare_row_loss(const at::Tensor& input, const at::Tensor& targe
     TORCH_CHECK(w.scalar_type() == input.scalar_type(), op, ": weight must have the input's dtype (",
                 input.scalar_type(), "), got ", w.scalar_type());
     p.class_weight = w.to(acc).contiguous();
+  }
+
+  constexpr int kTensorParams = TensorParamCount<Loss>::value;
+  const bool has_tensor_params = tensor_params.has_value() && tensor_params->defined();
+  TORCH_CHECK(has_tensor_params == (kTensorParams > 0), op,
+              kTensorParams > 0 ? ": tensor_params must hold the loss's learnable scalars"
+                                : ": this loss takes no tensor_params");
+  if (has_tensor_params) {
+    const at::Tensor& tp = *tensor_params;
+    TORCH_CHECK(tp.dim() == 1 && tp.size(0) == kTensorParams, op, ": tensor_params must have shape (",
+                kTensorParams, ",), got ", tp.sizes());
+    TORCH_CHECK(tp.device() == input.device(), op, ": tensor_params must be on the input's device (",
+                input.device(), "), got ", tp.device());
+    TORCH_CHECK(at::isFloatingType(tp.scalar_type()), op, ": tensor_params must be floating point, got ",
+                tp.scalar_type());
+    p.tensor_params = tp.to(acc).contiguous();
   }
 
   if constexpr (kDense) {
@@ -115,22 +135,34 @@ inline at::Tensor reduce_row_values(const at::Tensor& row_values, const at::Tens
   return total.to(out_dtype);
 }
 
+// Per-row partial derivatives of the output with respect to the tensor
+// params: (N, kNumTensorParams) when a gradient is wanted, else empty.
+template <typename Loss>
+at::Tensor empty_row_param_grads(const RowLossProblem& p, bool compute_grad) {
+  constexpr int kTensorParams = TensorParamCount<Loss>::value;
+  const auto acc = accumulation_dtype(p.input.scalar_type());
+  return at::zeros({compute_grad ? p.rows : 0, kTensorParams}, p.input.options().dtype(acc));
+}
+
 template <typename Loss, typename Driver>
-std::tuple<at::Tensor, at::Tensor> row_loss_forward(const at::Tensor& input, const at::Tensor& target,
-                                                    const c10::optional<at::Tensor>& weight,
-                                                    c10::ArrayRef<double> params, int64_t ignore_index,
-                                                    int64_t reduction, bool compute_grad) {
-  const RowLossProblem p = prepare_row_loss<Loss>(input, target, weight, params, ignore_index, reduction);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> row_loss_forward(
+    const at::Tensor& input, const at::Tensor& target, const c10::optional<at::Tensor>& weight,
+    c10::ArrayRef<double> params, const c10::optional<at::Tensor>& tensor_params, int64_t ignore_index,
+    int64_t reduction, bool compute_grad) {
+  const RowLossProblem p =
+      prepare_row_loss<Loss>(input, target, weight, params, tensor_params, ignore_index, reduction);
   const auto acc = accumulation_dtype(input.scalar_type());
   at::Tensor row_values = at::empty({p.rows}, input.options().dtype(acc));
   at::Tensor grad_input = compute_grad ? at::empty({p.rows, p.classes}, input.options())
                                        : at::empty({0}, input.options());
+  at::Tensor row_param_grads = empty_row_param_grads<Loss>(p, compute_grad);
   const at::Tensor weight_sum = Driver::target_weight_sum(p);
   if (p.rows > 0) {
     Driver::template run<Loss>(p, Loss::make_params(params.data()), weight_sum, at::Tensor(), row_values,
-                               grad_input);
+                               grad_input, row_param_grads);
   }
-  return {reduce_row_values(row_values, weight_sum, p.reduction, input.scalar_type()), grad_input};
+  return {reduce_row_values(row_values, weight_sum, p.reduction, input.scalar_type()), grad_input,
+          row_param_grads};
 }
 
 // The forward with the gradient written into a caller's buffer (for example
@@ -139,8 +171,10 @@ std::tuple<at::Tensor, at::Tensor> row_loss_forward(const at::Tensor& input, con
 template <typename Loss, typename Driver>
 at::Tensor row_loss_forward_out(const at::Tensor& input, const at::Tensor& target,
                                 const c10::optional<at::Tensor>& weight, c10::ArrayRef<double> params,
-                                int64_t ignore_index, int64_t reduction, at::Tensor& grad_input) {
-  const RowLossProblem p = prepare_row_loss<Loss>(input, target, weight, params, ignore_index, reduction);
+                                const c10::optional<at::Tensor>& tensor_params, int64_t ignore_index,
+                                int64_t reduction, at::Tensor& grad_input) {
+  const RowLossProblem p =
+      prepare_row_loss<Loss>(input, target, weight, params, tensor_params, ignore_index, reduction);
   const std::string op = std::string("lossext::") + Loss::kName + "_forward_out";
   TORCH_CHECK(grad_input.device() == input.device(), op, ": grad_input must be on the input's device");
   TORCH_CHECK(grad_input.scalar_type() == input.scalar_type(), op, ": grad_input must have the input's dtype (",
@@ -151,19 +185,24 @@ at::Tensor row_loss_forward_out(const at::Tensor& input, const at::Tensor& targe
               grad_input.sizes(), grad_input.is_contiguous() ? "" : " (not contiguous)");
   const auto acc = accumulation_dtype(input.scalar_type());
   at::Tensor row_values = at::empty({p.rows}, input.options().dtype(acc));
+  at::Tensor row_param_grads = empty_row_param_grads<Loss>(p, true);
   const at::Tensor weight_sum = Driver::target_weight_sum(p);
   if (p.rows > 0) {
     Driver::template run<Loss>(p, Loss::make_params(params.data()), weight_sum, at::Tensor(), row_values,
-                               grad_input);
+                               grad_input, row_param_grads);
   }
   return reduce_row_values(row_values, weight_sum, p.reduction, input.scalar_type());
 }
 
 template <typename Loss, typename Driver>
-at::Tensor row_loss_backward(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& target,
-                             const c10::optional<at::Tensor>& weight, c10::ArrayRef<double> params,
-                             int64_t ignore_index, int64_t reduction) {
-  const RowLossProblem p = prepare_row_loss<Loss>(input, target, weight, params, ignore_index, reduction);
+std::tuple<at::Tensor, at::Tensor> row_loss_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                                                     const at::Tensor& target,
+                                                     const c10::optional<at::Tensor>& weight,
+                                                     c10::ArrayRef<double> params,
+                                                     const c10::optional<at::Tensor>& tensor_params,
+                                                     int64_t ignore_index, int64_t reduction) {
+  const RowLossProblem p =
+      prepare_row_loss<Loss>(input, target, weight, params, tensor_params, ignore_index, reduction);
   const std::string op = std::string("lossext::") + Loss::kName + "_backward";
   TORCH_CHECK(grad_output.device() == input.device(), op, ": grad_output must be on the input's device");
   if (p.reduction == Reduction::None) {
@@ -178,11 +217,13 @@ at::Tensor row_loss_backward(const at::Tensor& grad_output, const at::Tensor& in
   const at::Tensor upstream = grad_output.to(acc).contiguous().view({-1});
   at::Tensor row_values = at::empty({p.rows}, input.options().dtype(acc));
   at::Tensor grad_input = at::empty({p.rows, p.classes}, input.options());
+  at::Tensor row_param_grads = empty_row_param_grads<Loss>(p, true);
   const at::Tensor weight_sum = Driver::target_weight_sum(p);
   if (p.rows > 0) {
-    Driver::template run<Loss>(p, Loss::make_params(params.data()), weight_sum, upstream, row_values, grad_input);
+    Driver::template run<Loss>(p, Loss::make_params(params.data()), weight_sum, upstream, row_values, grad_input,
+                               row_param_grads);
   }
-  return grad_input;
+  return {grad_input, row_param_grads};
 }
 
 }  // namespace lossext

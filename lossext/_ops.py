@@ -55,26 +55,32 @@ def row_loss(
     params: Sequence[float],
     ignore_index: int,
     reduction: int,
+    tensor_params: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """Run the `name` row loss on (N, C) rows through the dispatcher (autograd included)."""
-    compute_grad = input.requires_grad and torch.is_grad_enabled() and gradient_mode(input.device) == "fused"
-    loss, _ = _op(name, "forward")(input, target, weight, [float(p) for p in params], ignore_index, reduction,
-                                   compute_grad)
+    """Run the `name` row loss on (N, C) rows through the dispatcher (autograd included).
+
+    tensor_params: the loss's learnable scalars as one 1-D tensor (may require grad), or None.
+    """
+    wants_grad = input.requires_grad or (tensor_params is not None and tensor_params.requires_grad)
+    compute_grad = wants_grad and torch.is_grad_enabled() and gradient_mode(input.device) == "fused"
+    loss, _, _ = _op(name, "forward")(input, target, weight, [float(p) for p in params], tensor_params,
+                                      ignore_index, reduction, compute_grad)
     return loss
 
 
 def save_for_backward(ctx, inputs, output) -> None:
     """setup_context of every `<name>_forward` op (also used by lossext.autograd's Functions)."""
-    input, target, weight, params, ignore_index, reduction, compute_grad = inputs
-    loss, grad_input = output
+    input, target, weight, params, tensor_params, ignore_index, reduction, compute_grad = inputs
+    loss, grad_input, row_param_grads = output
     ctx.fused = bool(compute_grad)
     ctx.params = list(params)
     ctx.ignore_index = ignore_index
     ctx.reduction = reduction
+    ctx.has_tensor_params = tensor_params is not None
     if ctx.fused:
-        ctx.save_for_backward(grad_input)
+        ctx.save_for_backward(grad_input, row_param_grads)
     else:
-        ctx.save_for_backward(input, target, weight)
+        ctx.save_for_backward(input, target, weight, tensor_params)
     ctx.set_materialize_grads(False)
 
 
@@ -93,40 +99,63 @@ def _upstream_is_one(grad_loss: torch.Tensor) -> bool:
     return bool(grad_loss.item() == 1.0)
 
 
-def input_gradient(ctx, name: str, grad_loss: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-    """d(loss)/d(input) for the upstream gradient `grad_loss`."""
+def _sum_rows(row_param_grads: torch.Tensor, grad_loss: Optional[torch.Tensor], reduction: int) -> torch.Tensor:
+    """The tensor params' gradient: the per-row derivatives summed in row order (deterministic),
+    scaled by the upstream gradient when it was not already folded in (grad_loss None)."""
     if grad_loss is None:
-        return None
+        return row_param_grads.sum(dim=0)
+    if reduction == 0:
+        return (row_param_grads * grad_loss.unsqueeze(-1).to(row_param_grads.dtype)).sum(dim=0)
+    return row_param_grads.sum(dim=0) * grad_loss.to(row_param_grads.dtype)
+
+
+def gradients(ctx, name: str, grad_loss: Optional[torch.Tensor]):
+    """(d loss/d input, d loss/d tensor_params or None) for the upstream gradient `grad_loss`."""
+    if grad_loss is None:
+        return None, None
     if ctx.fused:
-        (grad_input,) = ctx.saved_tensors
+        grad_input, row_param_grads = ctx.saved_tensors
+        param_grad = _sum_rows(row_param_grads, grad_loss, ctx.reduction) if ctx.has_tensor_params else None
         if _upstream_is_one(grad_loss):
-            return grad_input
+            return grad_input, param_grad
         if ctx.reduction == 0:
-            return grad_input * grad_loss.unsqueeze(-1).to(grad_input.dtype)
-        return grad_input * grad_loss.to(grad_input.dtype)
-    input, target, weight = ctx.saved_tensors
-    return _op(name, "backward")(grad_loss, input, target, weight, ctx.params, ctx.ignore_index, ctx.reduction)
+            return grad_input * grad_loss.unsqueeze(-1).to(grad_input.dtype), param_grad
+        return grad_input * grad_loss.to(grad_input.dtype), param_grad
+    input, target, weight, tensor_params = ctx.saved_tensors
+    grad_input, row_param_grads = _op(name, "backward")(grad_loss, input, target, weight, ctx.params,
+                                                        tensor_params, ctx.ignore_index, ctx.reduction)
+    param_grad = _sum_rows(row_param_grads, None, ctx.reduction) if ctx.has_tensor_params else None
+    return grad_input, param_grad
 
 
 def _register(name: str) -> None:
+    def accumulation_dtype(input):
+        return torch.float64 if input.dtype == torch.float64 else torch.float32
+
+    def row_param_grads_like(input, tensor_params, rows):
+        count = 0 if tensor_params is None else tensor_params.shape[0]
+        return input.new_empty((rows, count), dtype=accumulation_dtype(input))
+
     @torch.library.register_fake(f"lossext::{name}_forward")
-    def _forward_fake(input, target, weight, params, ignore_index, reduction, compute_grad):
+    def _forward_fake(input, target, weight, params, tensor_params, ignore_index, reduction, compute_grad):
         torch._check(input.dim() == 2, lambda: f"lossext::{name}: input must be 2-D")
         loss = input.new_empty((input.shape[0],) if reduction == 0 else ())
         grad_input = input.new_empty(input.shape) if compute_grad else input.new_empty((0,))
-        return loss, grad_input
+        row_param_grads = row_param_grads_like(input, tensor_params, input.shape[0] if compute_grad else 0)
+        return loss, grad_input, row_param_grads
 
     @torch.library.register_fake(f"lossext::{name}_forward_out")
-    def _forward_out_fake(input, target, weight, params, ignore_index, reduction, grad_input):
+    def _forward_out_fake(input, target, weight, params, tensor_params, ignore_index, reduction, grad_input):
         return input.new_empty((input.shape[0],) if reduction == 0 else ())
 
     @torch.library.register_fake(f"lossext::{name}_backward")
-    def _backward_fake(grad_output, input, target, weight, params, ignore_index, reduction):
+    def _backward_fake(grad_output, input, target, weight, params, tensor_params, ignore_index, reduction):
         torch._check(input.dim() == 2, lambda: f"lossext::{name}_backward: input must be 2-D")
-        return input.new_empty(input.shape)
+        return input.new_empty(input.shape), row_param_grads_like(input, tensor_params, input.shape[0])
 
-    def _backward(ctx, grad_loss, _grad_of_grad_input):
-        return input_gradient(ctx, name, grad_loss), None, None, None, None, None, None
+    def _backward(ctx, grad_loss, _grad_of_grad_input, _grad_of_row_param_grads):
+        grad_input, param_grad = gradients(ctx, name, grad_loss)
+        return grad_input, None, None, None, param_grad, None, None, None
 
     torch.library.register_autograd(f"lossext::{name}_forward", _backward, setup_context=save_for_backward)
 

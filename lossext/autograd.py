@@ -26,14 +26,14 @@ class RowLossFunction(torch.autograd.Function):
     def _run(cls, ctx, input, target, weight, params, ignore_index, reduction):
         red = reduction_code(reduction)
         compute_grad = input.requires_grad and _ops.gradient_mode(input.device) == "fused"
-        op_inputs = (input, target, weight, list(params), ignore_index, red, compute_grad)
+        op_inputs = (input, target, weight, list(params), None, ignore_index, red, compute_grad)
         output = _ops._op(cls.loss_name, "forward")(*op_inputs)
         _ops.save_for_backward(ctx, op_inputs, output)
         return output[0]
 
     @classmethod
     def _input_gradient(cls, ctx, grad_loss):
-        return _ops.input_gradient(ctx, cls.loss_name, grad_loss)
+        return _ops.gradients(ctx, cls.loss_name, grad_loss)[0]
 
 
 class CrossEntropyFunction(RowLossFunction):

@@ -24,7 +24,7 @@ def op_inputs(name, device, dtype, requires_grad, reduction):
     else:
         target = torch.tensor([0, 4, -100, 2, 1, 3], device=device)
     weight = torch.rand(5, device=device, dtype=dtype)
-    return input, target, weight, case["params"], -100, reduction
+    return input, target, weight, case["params"], None, -100, reduction
 
 
 def test_every_registered_row_loss_has_an_op_case():
@@ -43,20 +43,21 @@ def test_opcheck_forward(device, name, reduction, compute_grad, requires_grad):
 @pytest.mark.parametrize("name", sorted(OP_CASES))
 @pytest.mark.parametrize("reduction", [0, 1, 2])
 def test_opcheck_backward_and_out(device, name, reduction):
-    input, target, weight, params, ignore_index, _ = op_inputs(name, device, torch.float32, False, reduction)
+    input, target, weight, params, tensor_params, ignore_index, _ = op_inputs(name, device, torch.float32, False,
+                                                                              reduction)
     grad_output = torch.rand(6 if reduction == 0 else (), device=device)
     torch.library.opcheck(getattr(torch.ops.lossext, f"{name}_backward").default,
-                          (grad_output, input, target, weight, params, ignore_index, reduction))
+                          (grad_output, input, target, weight, params, tensor_params, ignore_index, reduction))
     grad_buffer = torch.empty_like(input)
     torch.library.opcheck(getattr(torch.ops.lossext, f"{name}_forward_out").default,
-                          (input, target, weight, params, ignore_index, reduction, grad_buffer))
+                          (input, target, weight, params, tensor_params, ignore_index, reduction, grad_buffer))
 
 
 def test_forward_out_writes_the_gradient_in_place_of_the_logits():
     input = torch.randn(7, 9)
     target = torch.randint(0, 9, (7,))
     logits = input.clone()
-    loss = torch.ops.lossext.cross_entropy_forward_out(logits, target, None, [0.0], -100, 1, logits)
+    loss = torch.ops.lossext.cross_entropy_forward_out(logits, target, None, [0.0], None, -100, 1, logits)
     x = input.clone().requires_grad_(True)
     expected = F.cross_entropy(x, target)
     expected.backward()
@@ -68,7 +69,7 @@ def test_backward_op_scales_by_grad_output():
     input = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
     target = torch.tensor([1, 0, 3, 3, 2])
     grad_output = torch.rand(5, dtype=torch.float64)
-    grad = torch.ops.lossext.cross_entropy_backward(grad_output, input.detach(), target, None, [0.0], -100, 0)
+    grad, _ = torch.ops.lossext.cross_entropy_backward(grad_output, input.detach(), target, None, [0.0], None, -100, 0)
     (expected,) = torch.autograd.grad(F.cross_entropy(input, target, reduction="none"), input, grad_output)
     torch.testing.assert_close(grad, expected)
 

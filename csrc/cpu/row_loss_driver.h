@@ -71,6 +71,8 @@ struct RowLossPointers {
   int64_t upstream_stride;            // 0 (one value) or 1 (per row)
   acc_t* row_values;                  // (N,)
   scalar_t* grad_input;               // (N, C) contiguous, or nullptr
+  const acc_t* tensor_params;         // the loss's learnable scalars, or nullptr
+  acc_t* row_param_grads;             // (N, kNumTensorParams), or nullptr
 };
 
 // Calls body(j, k) for every vector start j < vector_end, kUnroll vectors per
@@ -114,6 +116,7 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
   constexpr unsigned kNeeds = Loss::kNeeds;
   constexpr bool kDense = (kNeeds & kDenseTarget) != 0;
   constexpr bool kSoftmaxLoss = (kNeeds & kSoftmax) != 0;
+  constexpr int kTensorParams = TensorParamCount<Loss>::value;
   constexpr int64_t W = L::kWidth;
   constexpr int kUnroll = 4;
   const int64_t C = num_classes;
@@ -146,6 +149,7 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
     s.num_classes = C;
     s.target_weight = (!kDense && w) ? w[target] : acc_t(1);
     s.class_weight_total = class_weight_total;
+    s.tensor_params = ptr.tensor_params;
     if constexpr (!kDense) s.target_logit = static_cast<acc_t>(in[target]);
 
     // Pass 1, the one read of the row from memory: its max, or the sum of the
@@ -185,19 +189,22 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
       s.max_other_index = best_index;
     }
 
-    // Pass 2: e_j = exp(o_j - m), kept for the gradient pass; the sums of e,
-    // e^2 and of w_j (o_j - m).
+    // Pass 2: e_j = exp(s (o_j - m)) (s = 1 but for kScaledSoftmax), kept for
+    // the gradient pass; the sums of e, e^2, e (o_j - m) and w_j (o_j - m).
     if constexpr (kSoftmaxLoss) {
       constexpr int kExpUnroll = 2;  // exp is the bottleneck here; two chains hide the add latency
+      if constexpr ((kNeeds & kScaledSoftmax) != 0) s.logit_scale = Loss::logit_scale(s, params);
       const V m(s.max_logit);
+      const V scale(s.logit_scale);
       Accumulators<kExpUnroll, V> sum_e(V(acc_t(0))), sum_e2(V(acc_t(0))), sum_wx(V(acc_t(0))),
-          sum_w(V(acc_t(0)));
+          sum_w(V(acc_t(0))), sum_ex(V(acc_t(0)));
       for_each_vector<kExpUnroll>(vector_end, W, [&](int64_t j, auto k) {
         const V shifted = L::load_converted(in + j) - m;
-        const V e = exponential(shifted);
+        const V e = exponential((kNeeds & kScaledSoftmax) != 0 ? scale * shifted : shifted);
         L::store(e_row + j, e);
         sum_e.lanes[k] = sum_e.lanes[k] + e;
         if constexpr ((kNeeds & kSumExpSquared) != 0) sum_e2.lanes[k] = sum_e2.lanes[k] + e * e;
+        if constexpr ((kNeeds & kExpWeightedLogitSum) != 0) sum_ex.lanes[k] = sum_ex.lanes[k] + e * shifted;
         if constexpr ((kNeeds & kSmoothingSum) != 0) {
           const V wj = w ? L::load(w + j) : V(acc_t(1));
           sum_wx.lanes[k] = sum_wx.lanes[k] + wj * shifted;
@@ -206,12 +213,14 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
       });
       acc_t se = L::reduce_sum(sum_e.combined(add)), se2 = L::reduce_sum(sum_e2.combined(add));
       acc_t swx = L::reduce_sum(sum_wx.combined(add)), sw = L::reduce_sum(sum_w.combined(add));
+      acc_t sex = L::reduce_sum(sum_ex.combined(add));
       for (int64_t j = vector_end; j < C; ++j) {
         const acc_t shifted = static_cast<acc_t>(in[j]) - s.max_logit;
-        const acc_t e = exponential(shifted);
+        const acc_t e = exponential((kNeeds & kScaledSoftmax) != 0 ? s.logit_scale * shifted : shifted);
         e_row[j] = e;
         se += e;
         if constexpr ((kNeeds & kSumExpSquared) != 0) se2 += e * e;
+        if constexpr ((kNeeds & kExpWeightedLogitSum) != 0) sex += e * shifted;
         if constexpr ((kNeeds & kSmoothingSum) != 0) {
           const acc_t wj = w ? w[j] : acc_t(1);
           swx += wj * shifted;
@@ -221,16 +230,20 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
       s.sum_exp = se;
       s.sum_exp_squared = se2;
       s.weighted_logit_sum = swx;
+      s.exp_weighted_logit_sum = sex;
       if constexpr (kDense) s.class_weight_total = sw;
     }
 
     ptr.row_values[row] = Loss::value(s, params, reduction);
     if (!grad) continue;
 
+    const acc_t upstream = ptr.upstream ? ptr.upstream[row * ptr.upstream_stride] : acc_t(1);
+    if constexpr (kTensorParams > 0) {
+      Loss::param_gradients(s, params, reduction, upstream, ptr.row_param_grads + row * kTensorParams);
+    }
     // Pass 3: the gradient, written once in the input's dtype. z_j is e_j for
     // softmax losses and the logit otherwise; reading the logit at j before
     // writing the gradient at j keeps this right when grad aliases the input.
-    const acc_t upstream = ptr.upstream ? ptr.upstream[row * ptr.upstream_stride] : acc_t(1);
     const auto coeffs = Loss::coefficients(s, params, reduction, upstream);
     const auto z_vector = [&](int64_t j) { return kSoftmaxLoss ? L::load(e_row + j) : L::load_converted(in + j); };
     const auto z_scalar = [&](int64_t j) { return kSoftmaxLoss ? e_row[j] : static_cast<acc_t>(in[j]); };
@@ -295,7 +308,7 @@ struct CpuRowLossDriver {
   template <typename Loss>
   static void run(const RowLossProblem& p, const typename Loss::Params& params,
                   const at::Tensor& target_weight_sum, const at::Tensor& upstream, at::Tensor& row_values,
-                  at::Tensor& grad_input) {
+                  at::Tensor& grad_input, at::Tensor& row_param_grads) {
     constexpr bool kDense = (Loss::kNeeds & kDenseTarget) != 0;
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.input.scalar_type(), "lossext_row_loss_cpu", [&] {
       using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
@@ -319,6 +332,8 @@ struct CpuRowLossDriver {
         ptr.upstream_stride = (upstream.defined() && upstream.numel() > 1) ? 1 : 0;
         ptr.row_values = row_values.data_ptr<acc_t>();
         ptr.grad_input = grad_input.numel() > 0 ? grad_input.data_ptr<scalar_t>() : nullptr;
+        ptr.tensor_params = p.tensor_params.defined() ? p.tensor_params.data_ptr<acc_t>() : nullptr;
+        ptr.row_param_grads = row_param_grads.numel() > 0 ? row_param_grads.data_ptr<acc_t>() : nullptr;
         // About 64 KiB of logits per task, so small-C batches still amortise
         // the task overhead and large-C rows spread over all threads.
         const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 14) / p.classes);

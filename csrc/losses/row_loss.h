@@ -9,9 +9,9 @@
 //
 // The driver gathers, in as few passes over the row as the loss needs, the
 // statistics in RowStats (flags in Loss::kNeeds say which), then asks the loss
-//   value(stats, params)                     -> l for this row (unweighted)
-//   coefficients(stats, params, scale)       -> per-row constants of dl/do,
-//                                               already multiplied by `scale`
+//   value(stats, params, reduction)          -> the row's contribution to the output
+//   coefficients(stats, params, reduction, upstream)
+//                                            -> per-row constants of dl/do
 //   element_gradient(z, w, coeffs)           -> dl/do_j for j != t (and j not
 //                                               the "special" index below)
 //   target_gradient(z_t, w_t, coeffs)        -> dl/do_t
@@ -40,6 +40,18 @@
 // Losses with kDenseTarget take an (N, C) row of per-class coefficients in
 // place of the class weights and no target index (soft-target cross-entropy);
 // their mean divides by the number of rows.
+//
+// Losses with learnable scalars (the two-scale loss's r1, r2 and R) declare
+// kNumTensorParams: the op then takes those scalars as a 1-D tensor (which
+// may require grad; on CUDA it stays in device memory, so reading it needs no
+// host sync), the driver points RowStats::tensor_params at it, and
+// param_gradients(stats, params, reduction, upstream, out) writes the row's
+// kNumTensorParams partial derivatives d(row's contribution)/d(param_k). The
+// drivers write them per row and the caller sums the rows, so the reduction
+// is deterministic. Such a loss may also set kScaledSoftmax: after pass 1 the
+// driver asks logit_scale(stats, params) for s > 0 and takes the softmax of
+// s * o (z_j = exp(s (o_j - m))); kExpWeightedLogitSum adds
+// sum_j z_j (o_j - m), from which sum_j p_j o_j = m + that / S.
 #pragma once
 
 #include <cmath>
@@ -79,6 +91,18 @@ enum RowNeeds : unsigned {
   kElementSum = 1u << 3,      // element_sum = sum_j element_value(o_j)
   kSmoothingSum = 1u << 4,    // weighted_logit_sum = sum_j w_j (o_j - m), class_weight_total = sum_j w_j
   kDenseTarget = 1u << 5,     // w is a per-row (N, C) tensor; no target index
+  kScaledSoftmax = 1u << 6,   // softmax of logit_scale(stats, params) * o
+  kExpWeightedLogitSum = 1u << 7,  // exp_weighted_logit_sum = sum_j z_j (o_j - m)
+};
+
+// Loss::kNumTensorParams, or 0 for a loss that declares none.
+template <typename Loss, typename = void>
+struct TensorParamCount {
+  static constexpr int value = 0;
+};
+template <typename Loss>
+struct TensorParamCount<Loss, decltype(void(Loss::kNumTensorParams))> {
+  static constexpr int value = Loss::kNumTensorParams;
 };
 
 // Per-row statistics, in the accumulation type T.
@@ -95,12 +119,19 @@ struct RowStats {
   T weighted_logit_sum = 0;   // sum_j w_j (o_j - m)          (kSmoothingSum)
   T class_weight_total = 0;   // sum_j w_j                    (kSmoothingSum)
   T target_weight = 1;        // w_t (1 without class weights)
+  T logit_scale = 1;          // s of kScaledSoftmax (1 otherwise)
+  T exp_weighted_logit_sum = 0;  // sum_j z_j (o_j - m)         (kExpWeightedLogitSum)
+  // Not a statistic: the call's learnable scalars (kNumTensorParams of them),
+  // in host memory for the CPU driver and device memory for the CUDA driver.
+  const T* tensor_params = nullptr;
 
-  // log-sum-exp of the row: lse = m + log S. Used instead of log(softmax) so
+  // log-sum-exp of the (scaled) row: lse = s m + log S. Used instead of log(softmax) so
   // that log p_t = o_t - lse stays finite when p_t underflows to zero.
-  LOSSEXT_HOST_DEVICE T log_sum_exp() const { return max_logit + logarithm(sum_exp); }
+  LOSSEXT_HOST_DEVICE T log_sum_exp() const { return logit_scale * max_logit + logarithm(sum_exp); }
   // p_t = exp(o_t - lse), computed from the logit so it is exact when S is large.
-  LOSSEXT_HOST_DEVICE T target_probability() const { return exponential((target_logit - max_logit) - logarithm(sum_exp)); }
+  LOSSEXT_HOST_DEVICE T target_probability() const {
+    return exponential(logit_scale * (target_logit - max_logit) - logarithm(sum_exp));
+  }
   // sum_j p_j^2 = S2 / S^2
   LOSSEXT_HOST_DEVICE T sum_probability_squared() const { return sum_exp_squared / (sum_exp * sum_exp); }
 };
