@@ -8,10 +8,11 @@ reference ("reference") run; LOSSEXT_BACKEND=reference forces the reference.
 """
 
 from . import _extension, _ops  # noqa: F401  (_ops registers fake kernels and autograd formulas)
-from . import autograd, functional, nn, reference
+from . import autograd, functional, metrics, nn, reference
 from ._extension import backend, extension_loaded, set_backend
 from ._ops import set_gradient_mode
-from .functional import cross_entropy
+from .functional import cross_entropy, two_scale_cross_entropy
+from .nn import parameter_norm
 
 __version__ = "0.1.0"
 
@@ -21,8 +22,11 @@ __all__ = [
     "cross_entropy",
     "extension_loaded",
     "functional",
+    "metrics",
     "nn",
+    "parameter_norm",
     "reference",
     "set_backend",
     "set_gradient_mode",
+    "two_scale_cross_entropy",
 ]

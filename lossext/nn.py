@@ -6,7 +6,7 @@ import torch
 
 from . import functional
 
-__all__ = ["CrossEntropyLoss"]
+__all__ = ["CrossEntropyLoss", "TwoScaleCrossEntropyLoss", "parameter_norm"]
 
 
 class CrossEntropyLoss(torch.nn.Module):
@@ -26,3 +26,79 @@ class CrossEntropyLoss(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"ignore_index={self.ignore_index}, reduction={self.reduction!r}, label_smoothing={self.label_smoothing}"
+
+
+class TwoScaleCrossEntropyLoss(torch.nn.Module):
+    """Two-scale cross-entropy (Berlyand, Creese & Jabin 2021) in its three training variants.
+
+    mode="adaptive": r1 and r2 are nn.Parameters trained with the network (eq. 13-14).
+    mode="fixed": r1 and r2 are buffers (eq. 16).
+    mode="separation": rows below the margin use the network's own scale R, the others R_s R,
+        with R_s (initialised to r2 / r1) the parameter (eq. 17-18).
+    forward(input, target, norm=None) takes the network's size R (lossext.parameter_norm), 1 if None.
+    """
+
+    MODES = ("adaptive", "fixed", "separation")
+
+    def __init__(self, eta: float, r1: float = 1.0, r2: float = 10.0, mode: str = "adaptive",
+                 weight: Optional[torch.Tensor] = None, ignore_index: int = -100, reduction: str = "mean") -> None:
+        super().__init__()
+        if mode not in self.MODES:
+            raise ValueError(f"TwoScaleCrossEntropyLoss: mode must be one of {self.MODES}, got {mode!r}")
+        if not (r1 > 0 and r2 > 0):
+            raise ValueError(f"TwoScaleCrossEntropyLoss: r1 and r2 must be positive, got {r1} and {r2}")
+        self.eta = eta
+        self.mode = mode
+        self.ignore_index = ignore_index
+        self.reduction = reduction
+        self.register_buffer("weight", weight)
+        if mode == "adaptive":
+            self.r1 = torch.nn.Parameter(torch.tensor(float(r1)))
+            self.r2 = torch.nn.Parameter(torch.tensor(float(r2)))
+        elif mode == "fixed":
+            self.register_buffer("r1", torch.tensor(float(r1)))
+            self.register_buffer("r2", torch.tensor(float(r2)))
+        else:
+            self.separation = torch.nn.Parameter(torch.tensor(float(r2) / float(r1)))
+
+    def _scales(self, input: torch.Tensor, norm):
+        """(r1, r2, R) for this call."""
+        size = torch.ones((), device=input.device) if norm is None else torch.as_tensor(norm, device=input.device)
+        if self.mode == "separation":
+            return size, self.separation * size, size
+        return self.r1, self.r2, size
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor, norm=None) -> torch.Tensor:
+        r1, r2, size = self._scales(input, norm)
+        return functional.two_scale_cross_entropy(input, target, r1, r2, self.eta, size, weight=self.weight,
+                                                  ignore_index=self.ignore_index, reduction=self.reduction)
+
+    @torch.no_grad()
+    def predict_proba(self, input: torch.Tensor, norm=None) -> torch.Tensor:
+        """Class probabilities at the scale the paper uses at test time: softmax((r1 / R) X), or softmax(X) for
+        "separation" (whose first scale is R itself). Class dimension 1 (0 for a 1-D input)."""
+        r1, _, size = self._scales(input, norm)
+        class_dim = 0 if input.dim() == 1 else 1
+        return torch.softmax(input * (r1 / size).to(input.dtype), dim=class_dim)
+
+    def extra_repr(self) -> str:
+        return f"eta={self.eta}, mode={self.mode!r}, reduction={self.reduction!r}"
+
+
+def parameter_norm(module: torch.nn.Module) -> torch.Tensor:
+    """R = prod_i ||alpha^i|| (Berlyand, Creese & Jabin 2021, eq. 9), differentiable.
+
+    alpha^i is the vector of all parameters of linear layer i (weight and bias), for every
+    nn.Linear and nn.Conv1d/2d/3d in `module`; ||.|| is the Euclidean norm.
+    """
+    layer_types = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+    norms = []
+    for layer in module.modules():
+        if isinstance(layer, layer_types):
+            squares = layer.weight.pow(2).sum()
+            if layer.bias is not None:
+                squares = squares + layer.bias.pow(2).sum()
+            norms.append(squares.sqrt())
+    if not norms:
+        raise ValueError("parameter_norm: the module has no Linear or Conv layer")
+    return torch.stack(norms).prod()

@@ -11,7 +11,7 @@ import torch
 
 from ._canonical import Canonical, canonicalize, check_target_range
 
-__all__ = ["cross_entropy"]
+__all__ = ["cross_entropy", "two_scale_cross_entropy"]
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -110,3 +110,32 @@ def cross_entropy(
         return (1.0 - eps) * nll + eps / x.shape[1] * smooth
 
     return class_index_loss("cross_entropy", input, target, weight, ignore_index, reduction, per_row)
+
+
+def two_scale_cross_entropy(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    r1,
+    r2,
+    eta: float,
+    norm=None,
+    weight: Optional[torch.Tensor] = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Two-scale cross-entropy (Berlyand, Creese & Jabin 2021, eq. 13), differentiable in input, r1, r2 and norm.
+
+    Per row: delta = X_t - max_{j != t} X_j; r = r1 if delta < eta else r2; the loss is the
+    cross-entropy of (r / R) X, R = norm (1 if None). One class: delta = +inf (well classified).
+    """
+    def per_row(x: torch.Tensor, t: torch.Tensor, w_t: torch.Tensor) -> torch.Tensor:
+        scales = [torch.as_tensor(1.0 if v is None else v, dtype=x.dtype, device=x.device) for v in (r1, r2, norm)]
+        scale_below, scale_above, size = (v.to(x.dtype) for v in scales)
+        target_mask = torch.nn.functional.one_hot(t, x.shape[1]).bool()
+        runner_up = x.masked_fill(target_mask, float("-inf")).amax(dim=1)
+        margin = x.gather(1, t[:, None])[:, 0] - runner_up
+        r = torch.where(margin < eta, scale_below, scale_above)
+        log_p = log_softmax_rows((r / size)[:, None] * x)
+        return -w_t * log_p.gather(1, t[:, None])[:, 0]
+
+    return class_index_loss("two_scale_cross_entropy", input, target, weight, ignore_index, reduction, per_row)

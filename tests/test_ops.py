@@ -9,10 +9,12 @@ from lossext._ops import registered_row_losses
 
 pytestmark = pytest.mark.skipif(not lossext.extension_loaded(), reason="lossext._C is not built")
 
-# Per loss: the params list its op takes, and whether its target is a dense (N, C) row.
+# Per loss: the params list its op takes, its tensor params (learnable scalars) if any, and
+# whether its target is a dense (N, C) row.
 OP_CASES = {
     "cross_entropy": dict(params=[0.1], dense=False),
     "cross_entropy_probabilities": dict(params=[0.1], dense=True),
+    "two_scale_cross_entropy": dict(params=[0.2], tensor_params=[1.5, 4.0, 2.0], dense=False),
 }
 
 
@@ -24,7 +26,11 @@ def op_inputs(name, device, dtype, requires_grad, reduction):
     else:
         target = torch.tensor([0, 4, -100, 2, 1, 3], device=device)
     weight = torch.rand(5, device=device, dtype=dtype)
-    return input, target, weight, case["params"], None, -100, reduction
+    tensor_params = None
+    if "tensor_params" in case:
+        tensor_params = torch.tensor(case["tensor_params"], device=device, dtype=dtype,
+                                     requires_grad=requires_grad)
+    return input, target, weight, case["params"], tensor_params, -100, reduction
 
 
 def test_every_registered_row_loss_has_an_op_case():

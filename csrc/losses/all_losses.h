@@ -6,7 +6,9 @@
 
 #include "cross_entropy.h"
 #include "cross_entropy_probabilities.h"
+#include "two_scale_cross_entropy.h"
 
 #define LOSSEXT_FOR_EACH_ROW_LOSS(X)                         \
   X(cross_entropy, ::lossext::CrossEntropy)                  \
-  X(cross_entropy_probabilities, ::lossext::CrossEntropyProbabilities)
+  X(cross_entropy_probabilities, ::lossext::CrossEntropyProbabilities) \
+  X(two_scale_cross_entropy, ::lossext::TwoScaleCrossEntropy)

@@ -1,0 +1,225 @@
+"""Two-scale cross-entropy (Berlyand, Creese & Jabin 2021): kernel against reference, modules, metrics."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import lossext
+from conftest import DTYPES, TOLERANCES, assert_close
+from lossext import metrics
+
+REDUCTIONS = ["mean", "sum", "none"]
+ETA = 0.5
+
+
+def logits_away_from_eta(shape, dtype, device, eta=ETA, num_classes=None):
+    """Random logits whose rows' margins are at least 0.05 from eta, so a rounding of the
+    margin cannot switch a row's scale between the kernel and the float64 ground truth."""
+    x = (torch.randn(shape, dtype=torch.float64) * 2).to(dtype).double()
+    classes = x.shape[1]
+    target = torch.randint(0, classes, (x.shape[0],) + tuple(x.shape[2:]))
+    rows = x.movedim(1, -1).reshape(-1, classes)
+    flat_target = target.reshape(-1)
+    for _ in range(100):
+        margin = metrics.margin(rows, flat_target)
+        close = (margin - eta).abs() < 0.05
+        if not close.any():
+            break
+        rows[close, flat_target[close]] += 0.1
+        rows = rows.to(dtype).double()
+    x = rows.reshape(x.movedim(1, -1).shape).movedim(-1, 1)
+    return x.to(dtype).to(device), target.to(device)
+
+
+def scales(device, dtype=torch.float64):
+    return [torch.tensor(v, dtype=dtype, device=device, requires_grad=True) for v in (1.5, 6.0, 2.5)]
+
+
+def loss_and_grads(fn, x, target, scale_tensors, upstream_dtype=None, **kwargs):
+    """The loss and its gradients for input, r1, r2, R, with an upstream gradient rounded to
+    `upstream_dtype` (default x's), so a float64 ground truth sees the same upstream values."""
+    x = x.detach().clone().requires_grad_(True)
+    r1, r2, norm = (s.detach().clone().requires_grad_(True) for s in scale_tensors)
+    out = fn(x, target, r1, r2, ETA, norm, **kwargs)
+    upstream = torch.linspace(0.5, 1.5, out.numel(), dtype=torch.float64).reshape(out.shape)
+    upstream = upstream.to(upstream_dtype or x.dtype).to(out.dtype)
+    grads = torch.autograd.grad(out, [x, r1, r2, norm], upstream.to(out.device))
+    return out.detach(), grads
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("shape", [(32, 7), (4, 7, 3, 2)], ids=str)
+def test_matches_reference(backend, device, gradient_mode, dtype, reduction, weighted, shape):
+    x, target = logits_away_from_eta(shape, dtype, device)
+    target.view(-1)[::5] = -100
+    weight = (torch.rand(7, dtype=torch.float64) + 0.2).to(dtype).to(device) if weighted else None
+    # float32 scales (as a float32 model's parameters), float64 ones for float64 logits.
+    scale_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    out, grads = loss_and_grads(lossext.two_scale_cross_entropy, x, target, scales(device, scale_dtype),
+                                weight=weight, reduction=reduction)
+    ref_out, ref_grads = loss_and_grads(lossext.reference.two_scale_cross_entropy, x.double(), target,
+                                        scales(device), upstream_dtype=dtype,
+                                        weight=None if weight is None else weight.double(), reduction=reduction)
+    assert out.dtype == dtype and out.shape == ref_out.shape
+    assert_close(out, ref_out, dtype, scale=max(1.0, ref_out.abs().max().item()))
+    assert_close(grads[0], ref_grads[0], dtype, scale=ref_grads[0].abs().max().item())
+    # r1, r2 and R get gradients in the scales' dtype, summed over rows in fp32 (fp64) for every
+    # input dtype: the logits were rounded identically for both sides, so only the kernel's
+    # accumulation differs and the scales' dtype sets the tolerance, relative to the largest one.
+    scale = max(g.abs().item() for g in ref_grads[1:])
+    for got, want in zip(grads[1:], ref_grads[1:]):
+        assert got.dtype == scale_dtype
+        assert_close(got, want, scale_dtype, scale=scale)
+
+
+def test_rows_exactly_at_eta_use_r2(device):
+    # delta = X_t - max_{j != t} X_j equal to eta is "well classified" (delta >= eta): scale r2.
+    # Margins of exactly 0.5 (all values are exact binary fractions).
+    x = torch.tensor([[1.5, 1.0, 0.0], [0.0, 1.5, 1.0]], dtype=torch.float64, device=device)
+    target = torch.tensor([0, 1], device=device)
+    r1, r2 = 2.0, 7.0
+    at_eta = lossext.two_scale_cross_entropy(x, target, r1, r2, 0.5, reduction="none")
+    assert_close(at_eta, F.cross_entropy(r2 * x, target, reduction="none"), torch.float64)
+    # Just above the margin the rows fall back to r1.
+    above = lossext.two_scale_cross_entropy(x, target, r1, r2, 0.5 + 1e-9, reduction="none")
+    assert_close(above, F.cross_entropy(r1 * x, target, reduction="none"), torch.float64)
+
+
+def test_one_class_rows_are_well_classified(backend, device):
+    x = torch.randn(5, 1, dtype=torch.float64, device=device)
+    target = torch.zeros(5, dtype=torch.long, device=device)
+    out, grads = loss_and_grads(lossext.two_scale_cross_entropy, x, target, scales(device))
+    assert out.item() == 0 and all(torch.all(g == 0) for g in grads)
+
+
+def test_equal_scales_equal_cross_entropy(backend, device):
+    x, target = logits_away_from_eta((16, 9), torch.float64, device)
+    norm = torch.tensor(3.0, dtype=torch.float64, device=device)
+    got = lossext.two_scale_cross_entropy(x, target, norm, norm, ETA, norm)
+    assert_close(got, F.cross_entropy(x, target), torch.float64)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_gradcheck(device, gradient_mode, reduction):
+    x, target = logits_away_from_eta((6, 5), torch.float64, device)
+    target[2] = -100
+    weight = torch.rand(5, dtype=torch.float64, device=device) + 0.1
+    inputs = (x.requires_grad_(True), *scales(device))
+    assert torch.autograd.gradcheck(
+        lambda x, r1, r2, norm: lossext.two_scale_cross_entropy(x, target, r1, r2, ETA, norm, weight=weight,
+                                                                reduction=reduction),
+        inputs)
+
+
+def test_scale_gradients_are_deterministic(device):
+    x, target = logits_away_from_eta((4096, 37), torch.float32, device)
+    results = []
+    for _ in range(3):
+        r1, r2, norm = scales(device, torch.float32)
+        loss = lossext.two_scale_cross_entropy(x, target, r1, r2, ETA, norm)
+        results.append(torch.stack(torch.autograd.grad(loss, [r1, r2, norm])))
+    assert all(torch.equal(results[0], other) for other in results[1:])
+
+
+@pytest.mark.parametrize("mode", ["adaptive", "fixed", "separation"])
+def test_module_modes(device, mode):
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4)).to(device)
+    criterion = lossext.nn.TwoScaleCrossEntropyLoss(eta=0.1, r1=2.0, r2=20.0, mode=mode).to(device)
+    x = torch.randn(64, 8, device=device)
+    target = torch.randint(0, 4, (64,), device=device)
+    norm = lossext.parameter_norm(model)
+    loss = criterion(model(x), target, norm=norm)
+    loss.backward()
+    trainable = {name for name, p in criterion.named_parameters()}
+    assert trainable == {"adaptive": {"r1", "r2"}, "fixed": set(), "separation": {"separation"}}[mode]
+    for p in criterion.parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all()
+    # The network's weights get a gradient through R as well as through the logits.
+    assert all(p.grad is not None for p in model.parameters())
+    # The same value from the reference with the mode's scales spelled out.
+    logits = model(x).detach()
+    r = norm.detach()
+    if mode == "separation":
+        r1, r2 = r, criterion.separation.detach() * r
+    else:
+        r1, r2 = criterion.r1.detach(), criterion.r2.detach()
+    expected = lossext.reference.two_scale_cross_entropy(logits, target, r1, r2, 0.1, r)
+    assert_close(loss.detach(), expected, torch.float32)
+    probs = criterion.predict_proba(logits, norm=r)
+    test_scale = r if mode == "separation" else criterion.r1.detach()
+    assert_close(probs, torch.softmax(logits * test_scale / r, dim=1), torch.float32)
+
+
+def test_module_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="mode"):
+        lossext.nn.TwoScaleCrossEntropyLoss(eta=0.1, mode="both")
+    with pytest.raises(ValueError, match="positive"):
+        lossext.nn.TwoScaleCrossEntropyLoss(eta=0.1, r1=-1.0)
+    with pytest.raises(ValueError, match="r2"):
+        lossext.two_scale_cross_entropy(torch.randn(3, 4), torch.tensor([0, 1, 2]), 1.0, 0.0, 0.1)
+    with pytest.raises(ValueError, match="r1"):
+        lossext.two_scale_cross_entropy(torch.randn(3, 4), torch.tensor([0, 1, 2]), torch.ones(2), 1.0, 0.1)
+
+
+@pytest.mark.parametrize("mode", ["adaptive", "fixed", "separation"])
+def test_torch_compile_fullgraph_module(mode):
+    torch._dynamo.reset()
+    model = torch.nn.Linear(8, 5)
+    criterion = lossext.nn.TwoScaleCrossEntropyLoss(eta=0.1, r1=1.0, r2=5.0, mode=mode)
+
+    def step(x, target):
+        return criterion(model(x), target, norm=lossext.parameter_norm(model))
+
+    x = torch.randn(16, 8)
+    target = torch.randint(0, 5, (16,))
+    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+    loss = compiled(x, target)
+    loss.backward()
+    compiled_grads = [p.grad.clone() for p in list(model.parameters()) + list(criterion.parameters())]
+    for p in list(model.parameters()) + list(criterion.parameters()):
+        p.grad = None
+    expected = step(x, target)
+    expected.backward()
+    torch.testing.assert_close(loss, expected)
+    for got, p in zip(compiled_grads, list(model.parameters()) + list(criterion.parameters())):
+        torch.testing.assert_close(got, p.grad)
+
+
+def test_parameter_norm_is_the_product_of_layer_norms():
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                                torch.nn.Linear(8, 3, bias=False))
+    conv, linear = model[0], model[3]
+    expected = torch.cat([conv.weight.flatten(), conv.bias]).norm() * linear.weight.norm()
+    norm = lossext.parameter_norm(model)
+    torch.testing.assert_close(norm, expected)
+    norm.backward()
+    assert conv.weight.grad is not None and linear.weight.grad is not None
+    with pytest.raises(ValueError, match="no Linear or Conv"):
+        lossext.parameter_norm(torch.nn.ReLU())
+
+
+class TestMetrics:
+    # Three classes, four rows; row 3 is ignored.
+    logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 3.0, 2.5], [1.0, 0.5, 4.0], [9.0, 0.0, 0.0]])
+    target = torch.tensor([0, 2, 1, -100])
+
+    def test_margin(self):
+        torch.testing.assert_close(metrics.margin(self.logits, self.target), torch.tensor([1.0, -0.5, -3.5]))
+
+    def test_accuracy_and_top_k(self):
+        assert metrics.accuracy(self.logits, self.target).item() == pytest.approx(1 / 3)
+        assert metrics.top_k_accuracy(self.logits, self.target, 2).item() == pytest.approx(2 / 3)
+        assert metrics.top_k_accuracy(self.logits, self.target, 3).item() == pytest.approx(1.0)
+        with pytest.raises(ValueError, match="k"):
+            metrics.top_k_accuracy(self.logits, self.target, 0)
+
+    def test_close_enough_and_gap(self):
+        # Row 1 is 0.1 below its max, row 2 0.15 below; row 0 is correct, row 3 ignored.
+        probs = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.5, 0.4], [0.25, 0.3, 0.45], [1.0, 0.0, 0.0]])
+        assert metrics.close_enough_accuracy(probs, self.target, 0.05).item() == pytest.approx(1 / 3)
+        assert metrics.close_enough_accuracy(probs, self.target, 0.12).item() == pytest.approx(2 / 3)
+        assert metrics.close_enough_accuracy(probs, self.target, 0.2).item() == pytest.approx(1.0)
+        torch.testing.assert_close(metrics.misclassification_gap(probs, self.target), torch.tensor([-0.1, -0.15]))
