@@ -138,6 +138,74 @@ inline VecF exponential(VecF x) {
   return VecF(x.v != x.v ? x.v : result);
 }
 
+// ---- Activation math (csrc/activations/): masks, expm1, tanh, erfc. ----
+// Scalar counterparts (libm / CUDA) are in csrc/activations/activation_math.h.
+
+inline VecMask operator|(VecMask a, VecMask b) { return VecMask{a.bits | b.bits}; }
+inline VecMask operator!=(VecF a, VecF b) { return VecMask{a.v != b.v}; }
+
+// exp(x) - 1 without the cancellation of exp(x) - 1 near 0: for |x| < 1/2 the
+// Taylor series to x^9 (the next term, x^10 / 10!, is below 3e-10 of the
+// result), else exp(x) - 1, where exp's ~1e-7 relative error is amplified by
+// at most e^x / |e^x - 1| <= 2.6. Limits: -1 at -inf, inf at inf, NaN stays NaN.
+inline VecF exponential_minus_one(VecF x) {
+  float8_t series = float8_t{} + 1.0f / 362880.0f;
+  series = series * x.v + 1.0f / 40320.0f;
+  series = series * x.v + 1.0f / 5040.0f;
+  series = series * x.v + 1.0f / 720.0f;
+  series = series * x.v + 1.0f / 120.0f;
+  series = series * x.v + 1.0f / 24.0f;
+  series = series * x.v + 1.0f / 6.0f;
+  series = series * x.v + 0.5f;
+  series = series * (x.v * x.v) + x.v;
+  const float8_t direct = exponential(x).v - 1.0f;
+  return VecF(absolute(x).v < 0.5f ? series : direct);
+}
+
+// tanh, the Cephes single-precision scheme (tanhf.c): for |x| < 0.625 the odd
+// minimax polynomial x + x^3 P(x^2) (relative error 4e-9 in exact arithmetic),
+// else 1 - 2 / (exp(2|x|) + 1) with x's sign, where the result is at least
+// 0.55 so exp's relative error passes through undamped but not amplified.
+// exp(2|x|) overflows to inf above 44, giving exactly +-1; NaN stays NaN.
+inline VecF hyperbolic_tangent(VecF x) {
+  const float8_t magnitude = absolute(x).v;
+  const float8_t x2 = x.v * x.v;
+  float8_t poly = float8_t{} - 5.70498872745e-3f;
+  poly = poly * x2 + 2.06390887954e-2f;
+  poly = poly * x2 - 5.37397155531e-2f;
+  poly = poly * x2 + 1.33314422036e-1f;
+  poly = poly * x2 - 3.33332819422e-1f;
+  const float8_t small = x.v + x.v * x2 * poly;
+  const float8_t large_magnitude = 1.0f - 2.0f / (exponential(VecF(magnitude + magnitude)).v + 1.0f);
+  const float8_t large = x.v < 0.0f ? -large_magnitude : large_magnitude;
+  return VecF(magnitude < 0.625f ? small : large);
+}
+
+// erfc, the Chebyshev fit of Numerical Recipes in C (2nd ed., section 6.2,
+// erfcc): with z = |x| and t = 1 / (1 + z/2),
+//   erfc(z) = t exp(-z^2 - 1.26551223 + t P(t)),  P of degree 9,
+// with fractional error below 1.2e-7 for every z >= 0 (1.05e-7 measured in
+// float64), and erfc(-z) = 2 - erfc(z). Unlike 1 - erf, it keeps its relative
+// accuracy in the tail, which is where GELU's Phi(x) = erfc(-x / sqrt 2) / 2
+// is small. In float32 the rounding of z^2 adds up to ~ulp(z^2) relative
+// error there (1e-6 at z = 4, where erfc is 1.5e-8).
+inline VecF complementary_error_function(VecF x) {
+  const float8_t z = absolute(x).v;
+  const float8_t t = 1.0f / (1.0f + 0.5f * z);
+  float8_t poly = float8_t{} + 0.17087277f;
+  poly = poly * t - 0.82215223f;
+  poly = poly * t + 1.48851587f;
+  poly = poly * t - 1.13520398f;
+  poly = poly * t + 0.27886807f;
+  poly = poly * t - 0.18628806f;
+  poly = poly * t + 0.09678418f;
+  poly = poly * t + 0.37409196f;
+  poly = poly * t + 1.00002368f;
+  const float8_t tail = t * exponential(VecF(poly * t - 1.26551223f - z * z)).v;
+  // NaN fails x >= 0 and becomes 2 - NaN = NaN.
+  return VecF(x.v >= 0.0f ? tail : 2.0f - tail);
+}
+
 // ---- Conversions between storage types and the fp32 compute vector. ----
 
 inline VecF load_as_float(const float* p) { return VecF::load(p); }
