@@ -67,3 +67,9 @@ def cross_entropy(
     loss = row_loss("cross_entropy_probabilities", canonical.input, canonical.target, weight, [label_smoothing],
                     ignore_index, canonical.reduction)
     return loss.reshape(canonical.batch_shape) if canonical.reduction == 0 else loss
+
+# Activations (lossext/activations.py).
+from .activations import elu, gelu, hardtanh, leaky_relu, prelu, relu, selu, sigmoid, silu, softmax, swish, tanh  # noqa: E402
+
+__all__ += ["elu", "gelu", "hardtanh", "leaky_relu", "prelu", "relu", "selu", "sigmoid", "silu", "softmax", "swish",
+            "tanh"]

@@ -26,3 +26,9 @@ class CrossEntropyLoss(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"ignore_index={self.ignore_index}, reduction={self.reduction!r}, label_smoothing={self.label_smoothing}"
+
+# Activation modules (lossext/activation_modules.py).
+from .activation_modules import ELU, GELU, SELU, Hardtanh, LeakyReLU, PReLU, ReLU, Sigmoid, SiLU, Softmax, Swish, Tanh  # noqa: E402
+
+__all__ += ["ELU", "GELU", "Hardtanh", "LeakyReLU", "PReLU", "ReLU", "SELU", "SiLU", "Sigmoid", "Softmax", "Swish",
+            "Tanh"]

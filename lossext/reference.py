@@ -105,3 +105,9 @@ def cross_entropy(
         return (1.0 - eps) * nll + eps / x.shape[1] * smooth
 
     return class_index_loss("cross_entropy", input, target, weight, ignore_index, reduction, per_row)
+
+# Activation references (lossext/activation_reference.py).
+from .activation_reference import elu, gelu, hardtanh, leaky_relu, prelu, relu, selu, sigmoid, silu, softmax, swish, tanh  # noqa: E402
+
+__all__ += ["elu", "gelu", "hardtanh", "leaky_relu", "prelu", "relu", "selu", "sigmoid", "silu", "softmax", "swish",
+            "tanh"]
