@@ -53,7 +53,10 @@ print(f"  TORCH_CUDA_ARCH_LIST={os.environ.get('TORCH_CUDA_ARCH_LIST', '(unset)'
 
 sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")) + glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
 optimisation = ["-O0", "-g"] if DEBUG else ["-O3"]
-extra_compile_args = {"cxx": ["-std=c++17", *optimisation, *CPU_FLAGS]}
+# -fopenmp: at::parallel_for is inline in ATen's headers and runs its range
+# serially unless the including file is compiled with OpenMP (_OPENMP defines
+# INTRA_OP_PARALLEL); linking it resolves to the libgomp.so.1 torch has loaded.
+extra_compile_args = {"cxx": ["-std=c++17", *optimisation, *CPU_FLAGS, "-fopenmp"]}
 define_macros = []
 include_dirs = [os.path.join(ROOT, "csrc")]
 
@@ -77,6 +80,7 @@ setup(
             include_dirs=include_dirs,
             define_macros=define_macros,
             extra_compile_args=extra_compile_args,
+            extra_link_args=["-fopenmp"],
         )
     ],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
