@@ -2,12 +2,12 @@
 
 Each is written from its formula with elementary tensor operations (never the
 torch.nn.functional op of the same name) in float32 (float64 for float64
-inputs) and cast back, with autograd providing the gradient. Where a branch
-of torch.where could overflow in the branch it does not select (whose
-gradient would then be 0 * inf = NaN), the branch's argument is clamped to
-its own side first, so gradients stay finite where the math says they are.
-NaN takes the branch PyTorch's kernels give it, so forward values and
-gradients at +-inf and NaN match torch.nn.functional in float64.
+inputs) and cast back, with autograd providing the gradient. Where the branch
+of torch.where that is not selected could overflow (its gradient would then
+be 0 * inf = NaN), its argument is confined to its own side first, so
+gradients stay finite where the math says they are. NaN takes the branch
+PyTorch's kernels give it, so forward values and gradients at +-inf and NaN
+match torch.nn.functional in float64.
 """
 
 import math
@@ -49,18 +49,9 @@ def channel_view(parameter: torch.Tensor, input: torch.Tensor) -> torch.Tensor:
 
 
 def logistic(x: torch.Tensor) -> torch.Tensor:
-    """1 / (1 + e^-x), with e^-x evaluated only for x >= 0 and e^x / (1 + e^x) for x < 0."""
-    positive = x.clamp(min=0)
-    negative = x.clamp(max=0)
-    exp_negative = torch.exp(negative)
-    return torch.where(x >= 0, 1 / (1 + torch.exp(-positive)), exp_negative / (1 + exp_negative))
-
-
-def hyperbolic_tangent(x: torch.Tensor) -> torch.Tensor:
-    """tanh x = (e^2x - 1) / (e^2x + 1), through expm1 of a non-positive argument on each side."""
-    positive_part = torch.expm1(-2 * x.clamp(min=0))
-    negative_part = torch.expm1(2 * x.clamp(max=0))
-    return torch.where(x >= 0, -positive_part / (2 + positive_part), negative_part / (2 + negative_part))
+    """1 / (1 + e^-x) = exp(-log(1 + e^-x)), the log-sum taken by logaddexp so no exp overflows
+    (its gradient too), NaN stays NaN and +-inf give 1 and 0."""
+    return torch.exp(-torch.logaddexp(torch.zeros_like(x), -x))
 
 
 def _check_not_inplace(name: str, inplace: bool) -> None:
@@ -69,24 +60,26 @@ def _check_not_inplace(name: str, inplace: bool) -> None:
 
 
 def relu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
-    """max(x, 0); x < 0 (not x <= 0) keeps -0.0 and NaN."""
+    """max(x, 0), with zero gradient at 0 and NaN passed through (gradient 1), as in PyTorch."""
     _check_not_inplace("relu", inplace)
     x = _compute(input)
-    return torch.where(x < 0, torch.zeros((), dtype=x.dtype, device=x.device), x).to(input.dtype)
+    return torch.where(x <= 0, torch.zeros((), dtype=x.dtype, device=x.device), x).to(input.dtype)
 
 
 def leaky_relu(input: torch.Tensor, negative_slope: float = 0.01, inplace: bool = False) -> torch.Tensor:
     """x for x > 0, negative_slope * x otherwise."""
     _check_not_inplace("leaky_relu", inplace)
     x = _compute(input)
-    return torch.where(x > 0, x, negative_slope * x.clamp(max=0)).to(input.dtype)
+    return torch.where(x > 0, x, negative_slope * x).to(input.dtype)
 
 
 def prelu(input: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """x for x > 0, w * x otherwise, w one value or one per channel (dim 1)."""
     x = _compute(input)
     w = channel_view(weight.to(x.dtype), input)
-    return torch.where(x > 0, x, w * x.clamp(max=0)).to(input.dtype)
+    # w times x's negative part, so that x = +inf puts 0 (not 0 * inf) into w's gradient.
+    negative_part = torch.where(x > 0, torch.zeros((), dtype=x.dtype, device=x.device), x)
+    return torch.where(x > 0, x, w * negative_part).to(input.dtype)
 
 
 def elu(input: torch.Tensor, alpha: float = 1.0, inplace: bool = False) -> torch.Tensor:
@@ -109,8 +102,8 @@ def sigmoid(input: torch.Tensor) -> torch.Tensor:
 
 
 def tanh(input: torch.Tensor) -> torch.Tensor:
-    """(e^2x - 1) / (e^2x + 1)."""
-    return hyperbolic_tangent(_compute(input)).to(input.dtype)
+    """(e^2x - 1) / (e^2x + 1) = 2 sigmoid(2x) - 1."""
+    return (2 * logistic(2 * _compute(input)) - 1).to(input.dtype)
 
 
 def silu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
@@ -128,11 +121,12 @@ def swish(input: torch.Tensor, beta: Union[float, torch.Tensor]) -> torch.Tensor
 
 
 def gelu(input: torch.Tensor, approximate: str = "none") -> torch.Tensor:
-    """x Phi(x), Phi(x) = erfc(-x / sqrt 2) / 2; or x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2."""
+    """x Phi(x), Phi(x) = erfc(-x / sqrt 2) / 2; or x (1 + tanh u) / 2 = x sigmoid(2u),
+    u = sqrt(2/pi) (x + 0.044715 x^3)."""
     x = _compute(input)
     if approximate == "tanh":
         inner = math.sqrt(2 / math.pi) * (x + 0.044715 * x * x * x)
-        return (0.5 * x * (1 + hyperbolic_tangent(inner))).to(input.dtype)
+        return (x * logistic(2 * inner)).to(input.dtype)
     if approximate != "none":
         raise RuntimeError(f"lossext.gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     return (x * 0.5 * torch.special.erfc(-x * math.sqrt(0.5))).to(input.dtype)

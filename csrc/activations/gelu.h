@@ -2,11 +2,16 @@
 // CDF, and its tanh approximation. Both derivatives need x.
 //   exact:  Phi(x) = erfc(-x / sqrt 2) / 2,  phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
 //           dy/dx = Phi(x) + x phi(x)
-//   tanh:   u = sqrt(2/pi) (x + 0.044715 x^3),  y = x (1 + tanh u) / 2
-//           dy/dx = (1 + tanh u) / 2 + x/2 (1 - tanh^2 u) sqrt(2/pi) (1 + 3 0.044715 x^2)
+//   tanh:   u = sqrt(2/pi) (x + 0.044715 x^3),  y = x (1 + tanh u) / 2 = x sigma(2u)
+//           dy/dx = sigma(2u) + 2 x sigma(2u) (1 - sigma(2u)) du/dx,
+//           du/dx = sqrt(2/pi) (1 + 3 0.044715 x^2)
 // Phi comes from erfc rather than 1 + erf so it keeps its relative accuracy for
-// negative x, where it is small. The tanh form is PyTorch's, term for term, so
-// it rounds (and overflows, x^3 at |x| > 7e12 in float32) the same way.
+// negative x, where it is small. The tanh form is evaluated through
+// e = exp(-2|u|) in (0, 1]: sigma(2u) = 1 / (1 + e) for u >= 0, e / (1 + e)
+// otherwise, and sigma(2u)(1 - sigma(2u)) = e / (1 + e)^2 on both sides, so
+// neither 1 + tanh u nor 1 - tanh^2 u is formed by cancellation (PyTorch's
+// 1 - tanh^2 loses all digits where tanh rounds to +-1, an absolute error up
+// to ~1e-6 in float32 at |x| ~ 5). At x = +-inf, x * 0 is NaN, as in PyTorch.
 #pragma once
 
 #include "activation.h"
@@ -29,11 +34,22 @@ struct Gelu {
     return V(T(0.5)) * complementary_error_function(x * V(T(-kSqrtHalf)));
   }
 
+  // sigma(2u) and sigma(2u)(1 - sigma(2u)) of the tanh form, from e = exp(-2|u|).
+  template <typename V, typename T>
+  LOSSEXT_HOST_DEVICE static void tanh_form_terms(V x, V& logistic, V& logistic_slope) {
+    const V inner = V(T(kSqrtTwoOverPi)) * (x + V(T(kCubicCoefficient)) * x * x * x);
+    const V e = exponential(V(T(-2)) * absolute(inner));
+    const V q = V(T(1)) / (V(T(1)) + e);
+    logistic = where(inner >= V(T(0)), q, e * q);
+    logistic_slope = e * q * q;
+  }
+
   template <typename V, typename T>
   LOSSEXT_HOST_DEVICE static V forward(V x, const Params<T>& p) {
     if (p.tanh_approximation) {
-      const V inner = V(T(kSqrtTwoOverPi)) * (x + V(T(kCubicCoefficient)) * x * x * x);
-      return V(T(0.5)) * x * (V(T(1)) + hyperbolic_tangent(inner));
+      V logistic, logistic_slope;
+      tanh_form_terms<V, T>(x, logistic, logistic_slope);
+      return x * logistic;
     }
     return x * normal_cdf<V, T>(x);
   }
@@ -41,13 +57,10 @@ struct Gelu {
   template <typename V, typename T>
   LOSSEXT_HOST_DEVICE static V backward(V grad, V x, const Params<T>& p) {
     if (p.tanh_approximation) {
-      const V x2 = x * x;
-      const V inner = V(T(kSqrtTwoOverPi)) * (x + V(T(kCubicCoefficient)) * x2 * x);
-      const V tanh_inner = hyperbolic_tangent(inner);
-      const V inner_derivative = V(T(kSqrtTwoOverPi)) * (V(T(1)) + V(T(3 * kCubicCoefficient)) * x2);
-      const V left_derivative = V(T(0.5)) * (V(T(1)) + tanh_inner);
-      const V right_derivative = V(T(0.5)) * x * (V(T(1)) - tanh_inner * tanh_inner) * inner_derivative;
-      return grad * (left_derivative + right_derivative);
+      V logistic, logistic_slope;
+      tanh_form_terms<V, T>(x, logistic, logistic_slope);
+      const V inner_derivative = V(T(kSqrtTwoOverPi)) * (V(T(1)) + V(T(3 * kCubicCoefficient)) * x * x);
+      return grad * (logistic + V(T(2)) * x * logistic_slope * inner_derivative);
     }
     const V density = V(T(kInvSqrtTwoPi)) * exponential(V(T(-0.5)) * x * x);
     return grad * (normal_cdf<V, T>(x) + x * density);
