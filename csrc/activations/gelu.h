@@ -5,8 +5,10 @@
 //   tanh:   u = sqrt(2/pi) (x + 0.044715 x^3),  y = x (1 + tanh u) / 2 = x sigma(2u)
 //           dy/dx = sigma(2u) + 2 x sigma(2u) (1 - sigma(2u)) du/dx,
 //           du/dx = sqrt(2/pi) (1 + 3 0.044715 x^2)
-// Phi comes from erfc rather than 1 + erf so it keeps its relative accuracy for
-// negative x, where it is small. The tanh form is evaluated through
+// Phi and phi come from normal_cdf_and_density (activation_math.h, and the
+// vector version in csrc/cpu/vec.h, which shares one exp between them): from
+// erfc rather than 1 + erf, so Phi keeps its relative accuracy for negative x,
+// where it is small. The tanh form is evaluated through
 // e = exp(-2|u|) in (0, 1]: sigma(2u) = 1 / (1 + e) for u >= 0, e / (1 + e)
 // otherwise, and sigma(2u)(1 - sigma(2u)) = e / (1 + e)^2 on both sides, so
 // neither 1 + tanh u nor 1 - tanh^2 u is formed by cancellation (PyTorch's
@@ -24,15 +26,8 @@ struct Gelu {
     bool tanh_approximation;
   };
 
-  static constexpr double kSqrtHalf = 0.70710678118654752440;        // 1 / sqrt 2
-  static constexpr double kInvSqrtTwoPi = 0.39894228040143267794;    // 1 / sqrt(2 pi)
   static constexpr double kSqrtTwoOverPi = 0.79788456080286535588;   // sqrt(2 / pi)
   static constexpr double kCubicCoefficient = 0.044715;
-
-  template <typename V, typename T>
-  LOSSEXT_HOST_DEVICE static V normal_cdf(V x) {
-    return V(T(0.5)) * complementary_error_function(x * V(T(-kSqrtHalf)));
-  }
 
   // sigma(2u) and sigma(2u)(1 - sigma(2u)) of the tanh form, from e = exp(-2|u|).
   template <typename V, typename T>
@@ -51,7 +46,7 @@ struct Gelu {
       tanh_form_terms<V, T>(x, logistic, logistic_slope);
       return x * logistic;
     }
-    return x * normal_cdf<V, T>(x);
+    return x * normal_cdf(x);
   }
 
   template <typename V, typename T>
@@ -62,8 +57,9 @@ struct Gelu {
       const V inner_derivative = V(T(kSqrtTwoOverPi)) * (V(T(1)) + V(T(3 * kCubicCoefficient)) * x * x);
       return grad * (logistic + V(T(2)) * x * logistic_slope * inner_derivative);
     }
-    const V density = V(T(kInvSqrtTwoPi)) * exponential(V(T(-0.5)) * x * x);
-    return grad * (normal_cdf<V, T>(x) + x * density);
+    V cdf, density;
+    normal_cdf_and_density(x, cdf, density);
+    return grad * (cdf + x * density);
   }
 };
 

@@ -138,7 +138,7 @@ inline VecF exponential(VecF x) {
   return VecF(x.v != x.v ? x.v : result);
 }
 
-// ---- Activation math (csrc/activations/): masks, expm1, tanh, erfc. ----
+// ---- Activation math (csrc/activations/): masks, expm1, tanh, the normal CDF. ----
 // Scalar counterparts (libm / CUDA) are in csrc/activations/activation_math.h.
 
 inline VecMask operator|(VecMask a, VecMask b) { return VecMask{a.bits | b.bits}; }
@@ -181,29 +181,43 @@ inline VecF hyperbolic_tangent(VecF x) {
   return VecF(magnitude < 0.625f ? small : large);
 }
 
-// erfc, the Chebyshev fit of Numerical Recipes in C (2nd ed., section 6.2,
-// erfcc): with z = |x| and t = 1 / (1 + z/2),
-//   erfc(z) = t exp(-z^2 - 1.26551223 + t P(t)),  P of degree 9,
-// with fractional error below 1.2e-7 for every z >= 0 (1.05e-7 measured in
-// float64), and erfc(-z) = 2 - erfc(z). Unlike 1 - erf, it keeps its relative
-// accuracy in the tail, which is where GELU's Phi(x) = erfc(-x / sqrt 2) / 2
-// is small. In float32 the rounding of z^2 adds up to ~ulp(z^2) relative
-// error there (1e-6 at z = 4, where erfc is 1.5e-8).
-inline VecF complementary_error_function(VecF x) {
-  const float8_t z = absolute(x).v;
+// The standard normal CDF Phi(x) and density phi(x) = exp(-x^2/2) / sqrt(2 pi),
+// sharing one exp. With z = |x| / sqrt 2 and t = 1 / (1 + z/2) (Numerical
+// Recipes' variable for erfc, section 6.2),
+//   erfc(z) = t Q(t) exp(-z^2),   Q(t) = erfcx(z) / t,
+// Q a degree-9 polynomial fitted to the relative error over z in [0, 10] by
+// tools/fit_normal_tail.py (2.2e-8 in exact arithmetic, 1.5e-7 in float32);
+// past z = 9.3, exp(-z^2) is below float32's range and the product is 0. Then
+// Phi(-|x|) = erfc(z) / 2 and Phi(|x|) = 1 - Phi(-|x|): no 1 + erf cancels, so
+// Phi keeps its relative accuracy in the left tail, where it is small. The
+// rounding of x^2 in exp(-x^2/2) adds up to x^2/2 ulp relative error there
+// (1e-6 at x = -5.6, where Phi is 1e-8). Phi(+-inf) = 1, 0; NaN stays NaN.
+inline void normal_cdf_and_density(VecF x, VecF& cdf, VecF& density) {
+  constexpr float kInvSqrtTwo = 0.70710678118654752f;
+  constexpr float kInvSqrtTwoPi = 0.39894228040143268f;
+  const float8_t z = absolute(x).v * kInvSqrtTwo;
   const float8_t t = 1.0f / (1.0f + 0.5f * z);
-  float8_t poly = float8_t{} + 0.17087277f;
-  poly = poly * t - 0.82215223f;
-  poly = poly * t + 1.48851587f;
-  poly = poly * t - 1.13520398f;
-  poly = poly * t + 0.27886807f;
-  poly = poly * t - 0.18628806f;
-  poly = poly * t + 0.09678418f;
-  poly = poly * t + 0.37409196f;
-  poly = poly * t + 1.00002368f;
-  const float8_t tail = t * exponential(VecF(poly * t - 1.26551223f - z * z)).v;
-  // NaN fails x >= 0 and becomes 2 - NaN = NaN.
-  return VecF(x.v >= 0.0f ? tail : 2.0f - tail);
+  float8_t q = float8_t{} + 1.353464928e-02f;
+  q = q * t - 1.296140552e-01f;
+  q = q * t + 4.428111315e-01f;
+  q = q * t - 6.870458126e-01f;
+  q = q * t + 4.341518879e-01f;
+  q = q * t - 1.045284793e-01f;
+  q = q * t + 2.274455130e-01f;
+  q = q * t + 2.382882237e-01f;
+  q = q * t + 2.828940153e-01f;
+  q = q * t + 2.820628881e-01f;
+  const float8_t gaussian = exponential(VecF(-0.5f * x.v * x.v)).v;  // exp(-x^2 / 2) = exp(-z^2)
+  const float8_t left_tail = 0.5f * t * q * gaussian;                // Phi(-|x|)
+  // NaN fails x >= 0 and keeps the NaN of left_tail.
+  cdf = VecF(x.v >= 0.0f ? 1.0f - left_tail : left_tail);
+  density = VecF(kInvSqrtTwoPi * gaussian);
+}
+
+inline VecF normal_cdf(VecF x) {
+  VecF cdf, density;
+  normal_cdf_and_density(x, cdf, density);
+  return cdf;
 }
 
 // ---- Conversions between storage types and the fp32 compute vector. ----
