@@ -30,3 +30,9 @@ __all__ = [
     "set_gradient_mode",
     "two_scale_cross_entropy",
 ]
+
+# Activations with fused forward and backward kernels (lossext/activations.py).
+from . import activations  # noqa: E402  (registers the activation ops' fake kernels and autograd formulas)
+from .activations import elu, gelu, hardtanh, leaky_relu, prelu, relu, selu, sigmoid, silu, softmax, swish, tanh  # noqa: E402
+
+__all__ += activations.__all__ + ["activations"]

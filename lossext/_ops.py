@@ -164,7 +164,10 @@ def registered_row_losses() -> List[str]:
     """Names of the row losses whose ops lossext._C defines."""
     names = set()
     for schema in torch._C._jit_get_all_schemas():
-        if schema.name.startswith("lossext::") and schema.name.endswith("_forward"):
+        # Other lossext ops (the activations) also end in _forward; a row loss's
+        # forward is the one taking (input, target, ...).
+        is_row_loss = [a.name for a in schema.arguments[:2]] == ["input", "target"]
+        if schema.name.startswith("lossext::") and schema.name.endswith("_forward") and is_row_loss:
             names.add(schema.name[len("lossext::") : -len("_forward")])
     return sorted(names)
 

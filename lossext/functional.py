@@ -119,3 +119,10 @@ def two_scale_cross_entropy(
     loss = row_loss("two_scale_cross_entropy", canonical.input, canonical.target, weight, [float(eta)],
                     ignore_index, canonical.reduction, tensor_params=scales)
     return loss.reshape(canonical.batch_shape) if canonical.reduction == 0 else loss
+
+
+# Activations (lossext/activations.py).
+from .activations import elu, gelu, hardtanh, leaky_relu, prelu, relu, selu, sigmoid, silu, softmax, swish, tanh  # noqa: E402
+
+__all__ += ["elu", "gelu", "hardtanh", "leaky_relu", "prelu", "relu", "selu", "sigmoid", "silu", "softmax", "swish",
+            "tanh"]

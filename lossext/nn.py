@@ -102,3 +102,10 @@ def parameter_norm(module: torch.nn.Module) -> torch.Tensor:
     if not norms:
         raise ValueError("parameter_norm: the module has no Linear or Conv layer")
     return torch.stack(norms).prod()
+
+
+# Activation modules (lossext/activation_modules.py).
+from .activation_modules import ELU, GELU, SELU, Hardtanh, LeakyReLU, PReLU, ReLU, Sigmoid, SiLU, Softmax, Swish, Tanh  # noqa: E402
+
+__all__ += ["ELU", "GELU", "Hardtanh", "LeakyReLU", "PReLU", "ReLU", "SELU", "SiLU", "Sigmoid", "Softmax", "Swish",
+            "Tanh"]

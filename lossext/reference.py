@@ -139,3 +139,10 @@ def two_scale_cross_entropy(
         return -w_t * log_p.gather(1, t[:, None])[:, 0]
 
     return class_index_loss("two_scale_cross_entropy", input, target, weight, ignore_index, reduction, per_row)
+
+
+# Activation references (lossext/activation_reference.py).
+from .activation_reference import elu, gelu, hardtanh, leaky_relu, prelu, relu, selu, sigmoid, silu, softmax, swish, tanh  # noqa: E402
+
+__all__ += ["elu", "gelu", "hardtanh", "leaky_relu", "prelu", "relu", "selu", "sigmoid", "silu", "softmax", "swish",
+            "tanh"]
