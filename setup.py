@@ -4,8 +4,8 @@ Environment (read once here, printed at build time):
   FORCE_CUDA=1            compile csrc/cuda/ even if torch.cuda.is_available() is False (CI's compile check)
   LOSSEXT_SKIP_CUDA=1     never compile csrc/cuda/
   TORCH_CUDA_ARCH_LIST    CUDA architectures (torch's variable); default "8.0;9.0"
-  LOSSEXT_CPU_FLAGS       extra C++ flags for the CPU kernels; default "-mavx2 -mfma -mf16c" when this
-                          machine has AVX2, FMA and F16C, else none (set it to "" for a portable build)
+  LOSSEXT_CPU_FLAGS       extra C++ flags for the CPU kernels; default: this machine's AVX-512 or AVX2+FMA+F16C
+                          flags, else none (set it to "" for a portable build)
   DEBUG=1                 -O0 -g
   MAX_JOBS                parallel compile jobs (torch's variable)
 """
@@ -27,13 +27,18 @@ def env_flag(name: str) -> bool:
 
 
 def host_cpu_flags() -> list:
-    """-mavx2 -mfma -mf16c when /proc/cpuinfo shows all three (the vector exp and half conversions use them)."""
+    """The vector ISA of this machine for the CPU kernels (csrc/cpu/vec.h): AVX-512 (16-wide) when
+    /proc/cpuinfo shows avx512f/bw/vl/dq, else AVX2+FMA+F16C (8-wide), else none (portable SSE2)."""
     try:
         with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+            flags = set(next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), []))
     except OSError:
         return []
-    return ["-mavx2", "-mfma", "-mf16c"] if {"avx2", "fma", "f16c"} <= set(flags) else []
+    if not {"avx2", "fma", "f16c"} <= flags:
+        return []
+    avx2 = ["-mavx2", "-mfma", "-mf16c"]
+    avx512 = ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq"]
+    return avx2 + avx512 if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags else avx2
 
 
 FORCE_CUDA = env_flag("FORCE_CUDA")

@@ -19,7 +19,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "lossext: fused C++/CUDA kernels for classification losses and activations";
   m.def("built_with_cuda", &built_with_cuda, "Whether the CUDA kernels were compiled into this module");
   m.attr("torch_version") = TORCH_VERSION;
-#ifdef __AVX2__
+#if defined(__AVX512F__)
+  m.attr("cpu_vector_isa") = "avx512";
+#elif defined(__AVX2__)
   m.attr("cpu_vector_isa") = "avx2";
 #else
   m.attr("cpu_vector_isa") = "baseline";

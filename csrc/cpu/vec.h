@@ -1,9 +1,9 @@
-// An 8-wide float vector for the CPU driver, on GCC/Clang vector extensions,
-// so the same source compiles to AVX2+FMA when the build enables them
-// (setup.py adds -mavx2 -mfma -mf16c on hosts that have them) and to SSE2
-// pairs otherwise. It supplies the overloads of where/maximum/absolute/exponential
-// that the loss headers call (csrc/losses/row_loss.h), so a loss's
-// element_gradient runs on eight classes at a time.
+// The float vector of the CPU drivers, on GCC/Clang vector extensions: 16
+// floats when the build targets AVX-512, 8 otherwise, so the same source
+// compiles to AVX-512, to AVX2+FMA (setup.py adds the flags the build machine
+// has) or to SSE2 pairs. It supplies the overloads of where/maximum/absolute/
+// exponential that the loss and activation headers call
+// (csrc/losses/row_loss.h), so their per-element math runs a vector at a time.
 //
 // exp is written out here rather than taken from libm (scalar, ~10x slower per
 // element) or left to -ffast-math (which would also change NaN/inf semantics
@@ -19,7 +19,7 @@
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
-#if defined(__AVX__) || defined(__F16C__)
+#if defined(__AVX__) || defined(__F16C__) || defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
@@ -35,25 +35,31 @@ using lossext::exponential;
 using lossext::maximum;
 using lossext::where;
 
-typedef float float8_t __attribute__((vector_size(32)));
-typedef int32_t int8x32_t __attribute__((vector_size(32)));
-typedef uint16_t uint16x8_t __attribute__((vector_size(16)));
-typedef uint32_t uint32x8_t __attribute__((vector_size(32)));
+#if defined(__AVX512F__)
+constexpr int kVectorBytes = 64;
+#else
+constexpr int kVectorBytes = 32;
+#endif
+
+typedef float float_vector_t __attribute__((vector_size(kVectorBytes)));
+typedef int32_t int_vector_t __attribute__((vector_size(kVectorBytes)));
+typedef uint32_t uint_vector_t __attribute__((vector_size(kVectorBytes)));
+typedef uint16_t uint16_vector_t __attribute__((vector_size(kVectorBytes / 2)));
 
 struct VecMask {
-  int8x32_t bits;
+  int_vector_t bits;
 };
 
 struct VecF {
-  static constexpr int kWidth = 8;
-  float8_t v;
+  static constexpr int kWidth = kVectorBytes / 4;
+  float_vector_t v;
 
   VecF() = default;
-  VecF(float scalar) : v(float8_t{} + scalar) {}  // broadcast, as the headers' V(c) expects
-  explicit VecF(float8_t raw) : v(raw) {}
+  VecF(float scalar) : v(float_vector_t{} + scalar) {}  // broadcast, as the headers' V(c) expects
+  explicit VecF(float_vector_t raw) : v(raw) {}
 
   static VecF load(const float* p) {
-    float8_t r;
+    float_vector_t r;
     std::memcpy(&r, p, sizeof(r));
     return VecF(r);
   }
@@ -61,9 +67,12 @@ struct VecF {
 
   float sum() const {
     // Pairwise, so the order (and hence the rounding) is fixed.
-    const float a = (v[0] + v[4]) + (v[2] + v[6]);
-    const float b = (v[1] + v[5]) + (v[3] + v[7]);
-    return a + b;
+    float lanes[kWidth];
+    std::memcpy(lanes, &v, sizeof(lanes));
+    for (int half = kWidth / 2; half > 0; half /= 2) {
+      for (int i = 0; i < half; ++i) lanes[i] += lanes[i + half];
+    }
+    return lanes[0];
   }
   float max() const {
     float m = v[0];
@@ -85,15 +94,17 @@ inline VecMask operator<=(VecF a, VecF b) { return VecMask{a.v <= b.v}; }
 inline VecF where(VecMask m, VecF a, VecF b) { return VecF(m.bits ? a.v : b.v); }
 // NaN-propagating maximum, like torch.maximum: a NaN in either operand wins.
 inline VecF maximum(VecF a, VecF b) {
-  const float8_t larger = a.v > b.v ? a.v : b.v;
+  const float_vector_t larger = a.v > b.v ? a.v : b.v;
   return VecF(a.v != a.v ? a.v : larger);
 }
 // The larger of a and b where NaN handling does not matter (one vmaxps; which
 // operand a NaN yields is unspecified). The drivers use it for a row's max,
 // whose NaN case is caught by the softmax sum turning NaN.
 inline VecF unordered_maximum(VecF a, VecF b) {
-#if defined(__AVX__)
-  return VecF(float8_t(_mm256_max_ps(__m256(a.v), __m256(b.v))));
+#if defined(__AVX512F__)
+  return VecF(float_vector_t(_mm512_max_ps(__m512(a.v), __m512(b.v))));
+#elif defined(__AVX__)
+  return VecF(float_vector_t(_mm256_max_ps(__m256(a.v), __m256(b.v))));
 #else
   return VecF(a.v > b.v ? a.v : b.v);
 #endif
@@ -102,10 +113,10 @@ inline float unordered_maximum(float a, float b) { return a > b ? a : b; }
 inline double unordered_maximum(double a, double b) { return a > b ? a : b; }
 
 inline VecF absolute(VecF a) {
-  int8x32_t bits;
+  int_vector_t bits;
   std::memcpy(&bits, &a.v, sizeof(bits));
   bits &= 0x7fffffff;
-  float8_t r;
+  float_vector_t r;
   std::memcpy(&r, &bits, sizeof(r));
   return VecF(r);
 }
@@ -123,41 +134,44 @@ inline VecF exponential(VecF x) {
   constexpr float kLow = -87.3365478515625f;
   // Clamp so that a NaN x is kept: the NaN then flows through the polynomial
   // to the result, with no select at the end.
-#if defined(__AVX__)
+#if defined(__AVX512F__)
   // vminps/vmaxps return their second operand when either is NaN.
-  const float8_t clamped =
-      float8_t(_mm256_max_ps(_mm256_set1_ps(kLow), _mm256_min_ps(_mm256_set1_ps(kHigh), __m256(x.v))));
+  const float_vector_t clamped =
+      float_vector_t(_mm512_max_ps(_mm512_set1_ps(kLow), _mm512_min_ps(_mm512_set1_ps(kHigh), __m512(x.v))));
+#elif defined(__AVX__)
+  const float_vector_t clamped =
+      float_vector_t(_mm256_max_ps(_mm256_set1_ps(kLow), _mm256_min_ps(_mm256_set1_ps(kHigh), __m256(x.v))));
 #else
-  float8_t clamped = kHigh < x.v ? float8_t{} + kHigh : x.v;
-  clamped = clamped < kLow ? float8_t{} + kLow : clamped;
+  float_vector_t clamped = kHigh < x.v ? float_vector_t{} + kHigh : x.v;
+  clamped = clamped < kLow ? float_vector_t{} + kLow : clamped;
 #endif
   // n = round(x log2 e) by the 1.5 * 2^23 trick: adding it leaves n in the low
   // mantissa bits, valid for |n| < 2^22.
   constexpr float kRound = 12582912.0f;
-  const float8_t shifted = clamped * kLog2e + kRound;
-  const float8_t n = shifted - kRound;
-  const float8_t r = (clamped - n * kLn2Hi) - n * kLn2Lo;
-  float8_t poly = float8_t{} + 1.9875691500e-4f;
+  const float_vector_t shifted = clamped * kLog2e + kRound;
+  const float_vector_t n = shifted - kRound;
+  const float_vector_t r = (clamped - n * kLn2Hi) - n * kLn2Lo;
+  float_vector_t poly = float_vector_t{} + 1.9875691500e-4f;
   poly = poly * r + 1.3981999507e-3f;
   poly = poly * r + 8.3334519073e-3f;
   poly = poly * r + 4.1665795894e-2f;
   poly = poly * r + 1.6666665459e-1f;
   poly = poly * r + 5.0000001201e-1f;
-  const float8_t er = poly * (r * r) + r + 1.0f;
-  int8x32_t n_bits;
+  const float_vector_t er = poly * (r * r) + r + 1.0f;
+  int_vector_t n_bits;
   std::memcpy(&n_bits, &shifted, sizeof(n_bits));
   // 2^n as a float: the low bits of `shifted` hold n + 0x400000; keep n and
   // move it into the exponent field.
-  const int8x32_t exponent = ((n_bits - 0x4B400000) + 127) << 23;
-  float8_t two_n;
+  const int_vector_t exponent = ((n_bits - 0x4B400000) + 127) << 23;
+  float_vector_t two_n;
   std::memcpy(&two_n, &exponent, sizeof(two_n));
-  float8_t result = er * two_n;
+  float_vector_t result = er * two_n;
   // x < kLow: zero (an and-not with the mask, which keeps NaN since NaN < kLow is false).
-  int8x32_t result_bits;
+  int_vector_t result_bits;
   std::memcpy(&result_bits, &result, sizeof(result_bits));
   result_bits &= ~(x.v < kLow);
   std::memcpy(&result, &result_bits, sizeof(result));
-  return VecF(x.v > kHigh ? float8_t{} + std::numeric_limits<float>::infinity() : result);
+  return VecF(x.v > kHigh ? float_vector_t{} + std::numeric_limits<float>::infinity() : result);
 }
 
 // ---- Activation math (csrc/activations/): masks, expm1, tanh, the normal CDF. ----
@@ -171,7 +185,7 @@ inline VecMask operator!=(VecF a, VecF b) { return VecMask{a.v != b.v}; }
 // result), else exp(x) - 1, where exp's ~1e-7 relative error is amplified by
 // at most e^x / |e^x - 1| <= 2.6. Limits: -1 at -inf, inf at inf, NaN stays NaN.
 inline VecF exponential_minus_one(VecF x) {
-  float8_t series = float8_t{} + 1.0f / 362880.0f;
+  float_vector_t series = float_vector_t{} + 1.0f / 362880.0f;
   series = series * x.v + 1.0f / 40320.0f;
   series = series * x.v + 1.0f / 5040.0f;
   series = series * x.v + 1.0f / 720.0f;
@@ -180,7 +194,7 @@ inline VecF exponential_minus_one(VecF x) {
   series = series * x.v + 1.0f / 6.0f;
   series = series * x.v + 0.5f;
   series = series * (x.v * x.v) + x.v;
-  const float8_t direct = exponential(x).v - 1.0f;
+  const float_vector_t direct = exponential(x).v - 1.0f;
   return VecF(absolute(x).v < 0.5f ? series : direct);
 }
 
@@ -190,16 +204,16 @@ inline VecF exponential_minus_one(VecF x) {
 // 0.55 so exp's relative error passes through undamped but not amplified.
 // exp(2|x|) overflows to inf above 44, giving exactly +-1; NaN stays NaN.
 inline VecF hyperbolic_tangent(VecF x) {
-  const float8_t magnitude = absolute(x).v;
-  const float8_t x2 = x.v * x.v;
-  float8_t poly = float8_t{} - 5.70498872745e-3f;
+  const float_vector_t magnitude = absolute(x).v;
+  const float_vector_t x2 = x.v * x.v;
+  float_vector_t poly = float_vector_t{} - 5.70498872745e-3f;
   poly = poly * x2 + 2.06390887954e-2f;
   poly = poly * x2 - 5.37397155531e-2f;
   poly = poly * x2 + 1.33314422036e-1f;
   poly = poly * x2 - 3.33332819422e-1f;
-  const float8_t small = x.v + x.v * x2 * poly;
-  const float8_t large_magnitude = 1.0f - 2.0f / (exponential(VecF(magnitude + magnitude)).v + 1.0f);
-  const float8_t large = x.v < 0.0f ? -large_magnitude : large_magnitude;
+  const float_vector_t small = x.v + x.v * x2 * poly;
+  const float_vector_t large_magnitude = 1.0f - 2.0f / (exponential(VecF(magnitude + magnitude)).v + 1.0f);
+  const float_vector_t large = x.v < 0.0f ? -large_magnitude : large_magnitude;
   return VecF(magnitude < 0.625f ? small : large);
 }
 
@@ -217,9 +231,9 @@ inline VecF hyperbolic_tangent(VecF x) {
 inline void normal_cdf_and_density(VecF x, VecF& cdf, VecF& density) {
   constexpr float kInvSqrtTwo = 0.70710678118654752f;
   constexpr float kInvSqrtTwoPi = 0.39894228040143268f;
-  const float8_t z = absolute(x).v * kInvSqrtTwo;
-  const float8_t t = 1.0f / (1.0f + 0.5f * z);
-  float8_t q = float8_t{} + 1.353464928e-02f;
+  const float_vector_t z = absolute(x).v * kInvSqrtTwo;
+  const float_vector_t t = 1.0f / (1.0f + 0.5f * z);
+  float_vector_t q = float_vector_t{} + 1.353464928e-02f;
   q = q * t - 1.296140552e-01f;
   q = q * t + 4.428111315e-01f;
   q = q * t - 6.870458126e-01f;
@@ -229,8 +243,8 @@ inline void normal_cdf_and_density(VecF x, VecF& cdf, VecF& density) {
   q = q * t + 2.382882237e-01f;
   q = q * t + 2.828940153e-01f;
   q = q * t + 2.820628881e-01f;
-  const float8_t gaussian = exponential(VecF(-0.5f * x.v * x.v)).v;  // exp(-x^2 / 2) = exp(-z^2)
-  const float8_t left_tail = 0.5f * t * q * gaussian;                // Phi(-|x|)
+  const float_vector_t gaussian = exponential(VecF(-0.5f * x.v * x.v)).v;  // exp(-x^2 / 2) = exp(-z^2)
+  const float_vector_t left_tail = 0.5f * t * q * gaussian;                // Phi(-|x|)
   // NaN fails x >= 0 and keeps the NaN of left_tail.
   cdf = VecF(x.v >= 0.0f ? 1.0f - left_tail : left_tail);
   density = VecF(kInvSqrtTwoPi * gaussian);
@@ -248,23 +262,28 @@ inline VecF load_as_float(const float* p) { return VecF::load(p); }
 
 inline VecF load_as_float(const c10::BFloat16* p) {
   // bfloat16 is the high half of a float: widening is a 16-bit shift.
-  uint16x8_t raw;
+  uint16_vector_t raw;
   std::memcpy(&raw, p, sizeof(raw));
-  const uint32x8_t wide = __builtin_convertvector(raw, uint32x8_t) << 16;
-  float8_t r;
+  const uint_vector_t wide = __builtin_convertvector(raw, uint_vector_t) << 16;
+  float_vector_t r;
   std::memcpy(&r, &wide, sizeof(r));
   return VecF(r);
 }
 
 inline VecF load_as_float(const c10::Half* p) {
-#if defined(__F16C__)
+#if defined(__AVX512F__)
+  const __m512 wide = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  float_vector_t r;
+  std::memcpy(&r, &wide, sizeof(r));
+  return VecF(r);
+#elif defined(__F16C__)
   const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
   const __m256 wide = _mm256_cvtph_ps(raw);
-  float8_t r;
+  float_vector_t r;
   std::memcpy(&r, &wide, sizeof(r));
   return VecF(r);
 #else
-  float8_t r;
+  float_vector_t r;
   for (int i = 0; i < VecF::kWidth; ++i) r[i] = static_cast<float>(p[i]);
   return VecF(r);
 #endif
@@ -274,17 +293,22 @@ inline void store_from_float(float* p, VecF x) { x.store(p); }
 
 inline void store_from_float(c10::BFloat16* p, VecF x) {
   // Round to nearest even, as c10::BFloat16's constructor; NaN stays a quiet NaN.
-  uint32x8_t bits;
+  uint_vector_t bits;
   std::memcpy(&bits, &x.v, sizeof(bits));
-  const uint32x8_t rounding = ((bits >> 16) & 1u) + 0x7fffu;
-  uint32x8_t rounded = (bits + rounding) >> 16;
-  rounded = x.v != x.v ? uint32x8_t{} + 0x7fc0u : rounded;
-  const uint16x8_t narrow = __builtin_convertvector(rounded, uint16x8_t);
+  const uint_vector_t rounding = ((bits >> 16) & 1u) + 0x7fffu;
+  uint_vector_t rounded = (bits + rounding) >> 16;
+  rounded = x.v != x.v ? uint_vector_t{} + 0x7fc0u : rounded;
+  const uint16_vector_t narrow = __builtin_convertvector(rounded, uint16_vector_t);
   std::memcpy(p, &narrow, sizeof(narrow));
 }
 
 inline void store_from_float(c10::Half* p, VecF x) {
-#if defined(__F16C__)
+#if defined(__AVX512F__)
+  __m512 wide;
+  std::memcpy(&wide, &x.v, sizeof(wide));
+  const __m256i narrow = _mm512_cvtps_ph(wide, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), narrow);
+#elif defined(__F16C__)
   __m256 wide;
   std::memcpy(&wide, &x.v, sizeof(wide));
   const __m128i narrow = _mm256_cvtps_ph(wide, _MM_FROUND_TO_NEAREST_INT);
