@@ -41,6 +41,10 @@ struct Lane<float> {
   static void store_converted(scalar_t* p, VecF v) { store_from_float(p, v); }
   static float reduce_sum(VecF v) { return v.sum(); }
   static float reduce_max(VecF v) { return v.max(); }
+  static VecF with_lane_zeroed(VecF v, int64_t lane) {
+    v.v[lane] = 0.0f;
+    return v;
+  }
 };
 
 template <>
@@ -55,6 +59,7 @@ struct Lane<double> {
   static void store_converted(scalar_t* p, double v) { *p = static_cast<scalar_t>(v); }
   static double reduce_sum(double v) { return v; }
   static double reduce_max(double v) { return v; }
+  static double with_lane_zeroed(double, int64_t) { return 0.0; }
 };
 
 // Everything one call of the driver reads and writes, as raw pointers.
@@ -108,8 +113,12 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
     s.target_weight = (!kDense && w) ? w[target] : acc_t(1);
     s.class_weight_total = class_weight_total;
 
-    // Pass 1: convert into the scratch row; max and element sums.
+    // Pass 1: convert into the scratch row; max and the element sum, which
+    // leaves the target out (RowStats::element_sum).
     {
+      // The first class of the vector block holding the target; -1 when there
+      // is no target (dense losses). A target in the scalar tail matches no block.
+      const int64_t target_block = kDense ? -1 : target - target % W;
       V vmax(-infinity<acc_t>());
       V vsum(acc_t(0));
       int64_t j = 0;
@@ -117,7 +126,11 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
         const V x = L::load_converted(in + j);
         L::store(z + j, x);
         if constexpr ((kNeeds & kSoftmax) != 0) vmax = maximum(vmax, x);
-        if constexpr ((kNeeds & kElementSum) != 0) vsum = vsum + Loss::element_value(x, params);
+        if constexpr ((kNeeds & kElementSum) != 0) {
+          V term = Loss::element_value(x, params);
+          if (j == target_block) term = L::with_lane_zeroed(term, target - j);
+          vsum = vsum + term;
+        }
       }
       acc_t smax = L::reduce_max(vmax);
       acc_t ssum = L::reduce_sum(vsum);
@@ -125,7 +138,9 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
         const acc_t x = static_cast<acc_t>(in[j]);
         z[j] = x;
         if constexpr ((kNeeds & kSoftmax) != 0) smax = maximum(smax, x);
-        if constexpr ((kNeeds & kElementSum) != 0) ssum += Loss::element_value(x, params);
+        if constexpr ((kNeeds & kElementSum) != 0) {
+          if (kDense || j != target) ssum += Loss::element_value(x, params);
+        }
       }
       s.max_logit = smax;
       s.element_sum = ssum;
