@@ -7,14 +7,28 @@ want an autograd.Function: to compose with other Functions, subclass, or call
 `.apply` on prepared (N, C) rows.
 """
 
-from typing import Optional
+import inspect
+from typing import Callable, Optional
 
 import torch
 
-from . import _ops
+from . import _ops, functional
 from ._canonical import reduction_code
 
-__all__ = ["RowLossFunction", "CrossEntropyFunction"]
+__all__ = [
+    "AlphaLossFunction",
+    "CauchySchwarzFunction",
+    "ChebyshevFunction",
+    "CrossEntropyFunction",
+    "ExpectationFunction",
+    "HingeFunction",
+    "L1Function",
+    "L2Function",
+    "RegularizedExpectationFunction",
+    "RowLossFunction",
+    "SquaredLogFunction",
+    "TanimotoFunction",
+]
 
 
 class RowLossFunction(torch.autograd.Function):
@@ -52,3 +66,51 @@ class CrossEntropyFunction(RowLossFunction):
     @staticmethod
     def backward(ctx, grad_loss):
         return CrossEntropyFunction._input_gradient(ctx, grad_loss), None, None, None, None, None
+
+
+_TRAILING_DEFAULTS = (None, -100, "mean")  # weight, ignore_index, reduction
+
+
+def row_loss_function(loss_name: str, function: Callable) -> type:
+    """An autograd.Function over the `loss_name` op, whose parameters are those of lossext.functional's `function`.
+
+    `apply(input, target, *params, weight=None, ignore_index=-100, reduction="mean")`, all positional
+    (autograd.Function.apply takes no keywords); input (N, C) logits, target (N,) class indices.
+    """
+    param_names = [name for name in inspect.signature(function).parameters if name not in functional.COMMON_ARGUMENTS]
+    num_params = len(param_names)
+
+    def forward(ctx, input, target, *args):
+        if not num_params <= len(args) <= num_params + len(_TRAILING_DEFAULTS):
+            raise TypeError(f"{function_class.__name__}.apply takes input, target, {', '.join(param_names + [''])}"
+                            f"then optionally weight, ignore_index, reduction; got {2 + len(args)} arguments")
+        params, rest = args[:num_params], args[num_params:]
+        weight, ignore_index, reduction = rest + _TRAILING_DEFAULTS[len(rest):]
+        ctx.num_inputs = 2 + len(args)
+        return function_class._run(ctx, input, target, weight, params, ignore_index, reduction)
+
+    def backward(ctx, grad_loss):
+        return (function_class._input_gradient(ctx, grad_loss),) + (None,) * (ctx.num_inputs - 1)
+
+    class_name = "".join(part.capitalize() for part in loss_name.split("_")) + "Function"
+    function_class = type(class_name, (RowLossFunction,), {
+        "__doc__": f"`{class_name}.apply(input, target, {', '.join(param_names + [''])}"
+                   f"weight=None, ignore_index=-100, reduction='mean')`: lossext.{loss_name} on (N, C) rows.",
+        "__module__": __name__,
+        "loss_name": loss_name,
+        "forward": staticmethod(forward),
+        "backward": staticmethod(backward),
+    })
+    return function_class
+
+
+HingeFunction = row_loss_function("hinge", functional.hinge)
+L1Function = row_loss_function("l1", functional.l1)
+L2Function = row_loss_function("l2", functional.l2)
+ExpectationFunction = row_loss_function("expectation", functional.expectation)
+RegularizedExpectationFunction = row_loss_function("regularized_expectation", functional.regularized_expectation)
+ChebyshevFunction = row_loss_function("chebyshev", functional.chebyshev)
+SquaredLogFunction = row_loss_function("squared_log", functional.squared_log)
+TanimotoFunction = row_loss_function("tanimoto", functional.tanimoto)
+CauchySchwarzFunction = row_loss_function("cauchy_schwarz", functional.cauchy_schwarz)
+AlphaLossFunction = row_loss_function("alpha_loss", functional.alpha_loss)
