@@ -489,6 +489,21 @@ def test_torch_compile_inductor(device):
     check_compiled_training_step(device, spec, dict(p=1.5), "inductor")
 
 
+@requires_extension
+@pytest.mark.parametrize("spec,params", CASES)
+def test_forward_out_writes_the_gradient_over_the_logits(spec, params):
+    # The CPU kernels read each row (or, in one pass, each logit) before writing its gradient.
+    input, target = make_case((7, 37), 37, "cpu", torch.float32)
+    logits = input.clone()
+    op = getattr(torch.ops.lossext, f"{spec.name}_forward_out")
+    out = op(logits, target, None, list(params.values()), -100, 1, logits)
+    x = input.double().requires_grad_(True)
+    expected = spec.reference(x, target, **params)
+    expected.backward()
+    assert_close(out, expected.detach(), torch.float32, scale=max(1.0, expected.abs().item()))
+    assert_close(logits, x.grad, torch.float32, scale=x.grad.abs().max().item())
+
+
 # ---- Bad input. ----
 
 

@@ -7,7 +7,9 @@
 // reads that scratch row from cache. exp(o_j - max) is computed once per
 // element and kept in the scratch row for the gradient pass. A training step
 // therefore moves one read of the logits and one write of the gradient,
-// whatever statistics the loss needs. Offsets are 64-bit.
+// whatever statistics the loss needs. Losses whose gradient needs no row
+// statistic (kElementwiseGradient) take a single pass instead, writing each
+// gradient as its logit is read. Offsets are 64-bit.
 #pragma once
 
 #include <ATen/Parallel.h>
@@ -76,6 +78,45 @@ struct RowLossPointers {
   scalar_t* grad_input;               // (N, C) contiguous, or nullptr
 };
 
+// One row of a kElementwiseGradient loss (row_loss.h) in a single pass: each
+// logit is read once and its gradient written at once, the target's last.
+// The target's logit is read before the pass, so grad may alias the input.
+// Fills s.target_logit and s.element_sum; returns the row's value().
+template <typename Loss, typename scalar_t, typename acc_t>
+acc_t run_elementwise_gradient_row(const scalar_t* in, scalar_t* grad, const acc_t* w, int64_t target, int64_t C,
+                                   RowStats<acc_t>& s, const typename Loss::Params& params,
+                                   const ReductionInfo<acc_t>& reduction, acc_t upstream) {
+  using L = Lane<acc_t>;
+  using V = typename L::type;
+  constexpr int64_t W = L::kWidth;
+  const int64_t vector_end = C - C % W;
+  const int64_t target_block = target - target % W;
+  s.target_logit = static_cast<acc_t>(in[target]);
+  const auto coeffs = Loss::coefficients(s, params, reduction, upstream);
+  V vsum(acc_t(0));
+  int64_t j = 0;
+  for (; j < vector_end; j += W) {
+    const V wj = w ? L::load(w + j) : V(acc_t(1));
+    V gradient;
+    V term = Loss::template element_value_and_gradient<V, acc_t>(L::load_converted(in + j), wj, coeffs, gradient);
+    if (j == target_block) term = L::with_lane_zeroed(term, target - j);
+    vsum = vsum + term;
+    L::store_converted(grad + j, gradient);
+  }
+  acc_t ssum = L::reduce_sum(vsum);
+  for (; j < C; ++j) {
+    const acc_t wj = w ? w[j] : acc_t(1);
+    acc_t gradient;
+    const acc_t term =
+        Loss::template element_value_and_gradient<acc_t, acc_t>(static_cast<acc_t>(in[j]), wj, coeffs, gradient);
+    if (j != target) ssum += term;
+    grad[j] = static_cast<scalar_t>(gradient);
+  }
+  s.element_sum = ssum;
+  grad[target] = static_cast<scalar_t>(Loss::target_gradient(s.target_logit, s.target_weight, coeffs));
+  return Loss::value(s, params, reduction);
+}
+
 template <typename Loss, typename scalar_t, typename acc_t, typename target_t>
 void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
               const RowLossPointers<scalar_t, acc_t, target_t>& ptr, const typename Loss::Params& params,
@@ -84,6 +125,9 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
   using V = typename L::type;
   constexpr unsigned kNeeds = Loss::kNeeds;
   constexpr bool kDense = (kNeeds & kDenseTarget) != 0;
+  static_assert((kNeeds & kElementwiseGradient) == 0 ||
+                    ((kNeeds & kElementSum) != 0 && (kNeeds & (kSoftmax | kMaxOther | kDenseTarget)) == 0),
+                "kElementwiseGradient is for kElementSum losses without softmax, max-other or dense targets");
   constexpr int64_t W = L::kWidth;
   const int64_t C = num_classes;
   const int64_t vector_end = C - C % W;
@@ -112,6 +156,15 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
     s.num_classes = C;
     s.target_weight = (!kDense && w) ? w[target] : acc_t(1);
     s.class_weight_total = class_weight_total;
+    const acc_t upstream = ptr.upstream ? ptr.upstream[row * ptr.upstream_stride] : acc_t(1);
+
+    if constexpr ((kNeeds & kElementwiseGradient) != 0) {
+      if (grad) {
+        ptr.row_values[row] =
+            run_elementwise_gradient_row<Loss>(in, grad, w, target, C, s, params, reduction, upstream);
+        continue;
+      }
+    }
 
     // Pass 1: convert into the scratch row; max and the element sum, which
     // leaves the target out (RowStats::element_sum).
@@ -204,7 +257,6 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
     if (!grad) continue;
 
     // Pass 3: the gradient, written once in the input's dtype.
-    const acc_t upstream = ptr.upstream ? ptr.upstream[row * ptr.upstream_stride] : acc_t(1);
     const auto coeffs = Loss::coefficients(s, params, reduction, upstream);
     {
       int64_t j = 0;

@@ -7,7 +7,9 @@
 //   element_value(z, params) = f(z)    element_derivative(z, params) = f'(z)
 //   target_value(z, params)  = g(z)    target_derivative(z, params)  = g'(z).
 // The driver sums f over j != t (kElementSum, row_loss.h); this base adds
-// g(o_t), weights the row by w_t and scales the derivatives.
+// g(o_t), weights the row by w_t and scales the derivatives. The derivatives
+// need no row statistic (kElementwiseGradient): a loss whose f and f' share
+// work also supplies element_value_and_derivative(z, params, derivative&).
 #pragma once
 
 #include "row_loss.h"
@@ -16,7 +18,7 @@ namespace lossext {
 
 template <typename Loss>
 struct ClassSumLoss {
-  static constexpr unsigned kNeeds = kElementSum;
+  static constexpr unsigned kNeeds = kElementSum | kElementwiseGradient;
 
   template <typename T>
   struct Coefficients {
@@ -44,6 +46,21 @@ struct ClassSumLoss {
   template <typename T>
   LOSSEXT_HOST_DEVICE static T target_gradient(T z, T, const Coefficients<T>& c) {
     return c.scale * Loss::target_derivative(z, c.params);
+  }
+
+  // f(z) and f'(z) computed separately; a loss hides this when they share work.
+  template <typename V, typename Params>
+  LOSSEXT_HOST_DEVICE static V element_value_and_derivative(V z, const Params& params, V& derivative) {
+    derivative = Loss::element_derivative(z, params);
+    return Loss::element_value(z, params);
+  }
+
+  template <typename V, typename T>
+  LOSSEXT_HOST_DEVICE static V element_value_and_gradient(V z, V, const Coefficients<T>& c, V& gradient) {
+    V derivative;
+    const V value = Loss::element_value_and_derivative(z, c.params, derivative);
+    gradient = V(c.scale) * derivative;
+    return value;
   }
 };
 

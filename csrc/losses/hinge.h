@@ -7,7 +7,9 @@
 // g'(o) = -h'(margin - o), with h'(x) = p x^(p-1) for x > 0 and 0 for x <= 0:
 // relu's convention at x = 0 for p = 1, the derivative's value there for p > 1.
 // The paper's p = 1, 2 and 3 take paths without a power (multiplications
-// only); other p use x^p = exp(p log x), two per element (value and gradient).
+// only); other p use powers, x^p = exp(p log x), and where value and
+// gradient are computed together one power serves both: x^p = x x^(p-1)
+// and h'(x) = p x^(p-1).
 #pragma once
 
 #include <cmath>
@@ -59,6 +61,19 @@ struct Hinge : ClassSumLoss<Hinge> {
       case Power::kThree: return where(x <= zero, zero, V(3.0f) * x * x);
       default: return where(x <= zero, zero, V(params.p) * nonnegative_power(x, V(params.p - 1.0)));
     }
+  }
+
+  template <typename V>
+  LOSSEXT_HOST_DEVICE static V element_value_and_derivative(V z, const Params& params, V& derivative) {
+    if (params.power != Power::kGeneral) {
+      derivative = element_derivative(z, params);
+      return element_value(z, params);
+    }
+    const V x = V(params.margin) + z;
+    const V open = maximum(x, V(0.0f));
+    const V lower_power = nonnegative_power(open, V(params.p - 1.0));  // x^(p-1), 0 for x <= 0 (p > 1)
+    derivative = where(x <= V(0.0f), V(0.0f), V(params.p) * lower_power);
+    return open * lower_power;
   }
 
   template <typename V>

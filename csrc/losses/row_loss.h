@@ -35,6 +35,15 @@
 // summand is 10^6 while the loss is the rest, below its rounding error, and
 // at o_t = +inf it would be inf - inf.)
 //
+// Losses whose coefficients() read nothing from RowStats but what is known
+// before the row is read (target_logit, target_weight, num_classes) set
+// kElementwiseGradient with kElementSum, and provide
+//   element_value_and_gradient(z, w, coeffs, gradient&) -> element_value(z),
+// which also writes element_gradient(z, w, coeffs) into `gradient`, sharing
+// their work (hinge^p's power). A driver may then write each element's
+// gradient in the pass that sums element_value: the CPU driver reads every
+// logit once and keeps no scratch row. value() still runs after the pass.
+//
 // Losses whose gradient has a third kind of element (Chebyshev's maximiser of
 // |p_j - y_j|, the two-scale loss's runner-up class) set kMaxOther; the driver
 // gathers the largest non-target logit and its index, and asks
@@ -97,6 +106,7 @@ enum RowNeeds : unsigned {
   kElementSum = 1u << 3,      // element_sum = sum_{j != t} element_value(o_j)
   kSmoothingSum = 1u << 4,    // weighted_logit_sum = sum_j w_j (o_j - m), class_weight_total = sum_j w_j
   kDenseTarget = 1u << 5,     // w is a per-row (N, C) tensor; no target index
+  kElementwiseGradient = 1u << 6,  // with kElementSum: the gradient needs no row statistic
 };
 
 // Per-row statistics, in the accumulation type T.
