@@ -7,7 +7,6 @@ want an autograd.Function: to compose with other Functions, subclass, or call
 `.apply` on prepared (N, C) rows.
 """
 
-import inspect
 from typing import Callable, Optional
 
 import torch
@@ -71,13 +70,14 @@ class CrossEntropyFunction(RowLossFunction):
 _TRAILING_DEFAULTS = (None, -100, "mean")  # weight, ignore_index, reduction
 
 
-def row_loss_function(loss_name: str, function: Callable) -> type:
-    """An autograd.Function over the `loss_name` op, whose parameters are those of lossext.functional's `function`.
+def row_loss_function(function: Callable) -> type:
+    """An autograd.Function over the op of lossext.functional's `function` (the op has its name), with its parameters.
 
     `apply(input, target, *params, weight=None, ignore_index=-100, reduction="mean")`, all positional
     (autograd.Function.apply takes no keywords); input (N, C) logits, target (N,) class indices.
     """
-    param_names = [name for name in inspect.signature(function).parameters if name not in functional.COMMON_ARGUMENTS]
+    loss_name = function.__name__
+    param_names = [parameter.name for parameter in functional.loss_parameters(function)]
     num_params = len(param_names)
 
     def forward(ctx, input, target, *args):
@@ -104,13 +104,13 @@ def row_loss_function(loss_name: str, function: Callable) -> type:
     return function_class
 
 
-HingeFunction = row_loss_function("hinge", functional.hinge)
-L1Function = row_loss_function("l1", functional.l1)
-L2Function = row_loss_function("l2", functional.l2)
-ExpectationFunction = row_loss_function("expectation", functional.expectation)
-RegularizedExpectationFunction = row_loss_function("regularized_expectation", functional.regularized_expectation)
-ChebyshevFunction = row_loss_function("chebyshev", functional.chebyshev)
-SquaredLogFunction = row_loss_function("squared_log", functional.squared_log)
-TanimotoFunction = row_loss_function("tanimoto", functional.tanimoto)
-CauchySchwarzFunction = row_loss_function("cauchy_schwarz", functional.cauchy_schwarz)
-AlphaLossFunction = row_loss_function("alpha_loss", functional.alpha_loss)
+HingeFunction = row_loss_function(functional.hinge)
+L1Function = row_loss_function(functional.l1)
+L2Function = row_loss_function(functional.l2)
+ExpectationFunction = row_loss_function(functional.expectation)
+RegularizedExpectationFunction = row_loss_function(functional.regularized_expectation)
+ChebyshevFunction = row_loss_function(functional.chebyshev)
+SquaredLogFunction = row_loss_function(functional.squared_log)
+TanimotoFunction = row_loss_function(functional.tanimoto)
+CauchySchwarzFunction = row_loss_function(functional.cauchy_schwarz)
+AlphaLossFunction = row_loss_function(functional.alpha_loss)

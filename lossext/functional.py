@@ -1,6 +1,7 @@
 """The public loss functions: fused kernels when lossext._C is loaded, the reference otherwise."""
 
-from typing import Callable, Optional, Sequence
+import inspect
+from typing import Callable, List, Optional, Sequence
 
 import torch
 
@@ -25,6 +26,12 @@ __all__ = [
 
 # The arguments every class-index loss takes besides its own parameters.
 COMMON_ARGUMENTS = ("input", "target", "weight", "ignore_index", "reduction")
+
+
+def loss_parameters(function: Callable) -> List[inspect.Parameter]:
+    """A loss function's own parameters (hinge's p and margin, alpha_loss's alpha), in the order its op takes them."""
+    return [parameter for parameter in inspect.signature(function).parameters.values()
+            if parameter.name not in COMMON_ARGUMENTS]
 
 
 def _needs_reference(input: torch.Tensor, *others: Optional[torch.Tensor]) -> bool:

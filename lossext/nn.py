@@ -55,9 +55,7 @@ class ClassIndexLoss(torch.nn.Module):
     def __init__(self, *args, weight: Optional[torch.Tensor] = None, ignore_index: int = -100,
                  reduction: str = "mean", **kwargs) -> None:
         super().__init__()
-        own = [parameter for parameter in inspect.signature(self.function).parameters.values()
-               if parameter.name not in functional.COMMON_ARGUMENTS]
-        bound = inspect.Signature(own).bind(*args, **kwargs)
+        bound = inspect.Signature(functional.loss_parameters(self.function)).bind(*args, **kwargs)
         bound.apply_defaults()
         self.param_names = tuple(bound.arguments)
         for name, value in bound.arguments.items():

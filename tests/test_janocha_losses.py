@@ -430,6 +430,8 @@ def test_module_and_autograd_function(device, spec, params):
     spec.reference(x_ref, target, **params, weight=weight).backward()
     assert_close(out.detach(), spec.reference(input, target, **params, weight=weight), torch.float32)
     assert_close(x.grad, x_ref.grad, torch.float32)
+    with pytest.raises(TypeError, match="apply takes"):
+        getattr(lossext.autograd, spec.function_class).apply(x, target, *params.values(), weight, -100, "mean", 0)
 
 
 def test_module_parameters_are_read_at_each_call(device):

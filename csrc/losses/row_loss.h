@@ -44,8 +44,9 @@
 // gradient in the pass that sums element_value: the CPU driver reads every
 // logit once and keeps no scratch row. value() still runs after the pass.
 //
-// Losses whose gradient has a third kind of element (Chebyshev's maximiser of
-// |p_j - y_j|, the two-scale loss's runner-up class) set kMaxOther; the driver
+// Losses whose gradient has a third kind of element (the two-scale loss's
+// runner-up class; not Chebyshev, whose max_j |p_j - y_j| is always attained
+// at the target, see chebyshev.h) set kMaxOther; the driver
 // gathers the largest non-target logit and its index, and asks
 // special_gradient(z_s, w_s, coeffs) for that one element when
 // coeffs.special_index_used is true.
