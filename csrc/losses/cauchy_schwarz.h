@@ -15,12 +15,9 @@
 
 namespace lossext {
 
-struct CauchySchwarz : QuadraticSoftmaxGradient {
+struct CauchySchwarz : QuadraticSoftmaxGradient, NoParams {
   static constexpr unsigned kNeeds = kSoftmax | kSumExpSquared;
   static constexpr const char* kName = "cauchy_schwarz";
-  static constexpr int kNumParams = 0;
-  struct Params {};
-  static Params make_params(const double*) { return Params{}; }
 
   template <typename T>
   LOSSEXT_HOST_DEVICE static T value(const RowStats<T>& s, const Params&, const ReductionInfo<T>& reduction) {

@@ -13,11 +13,8 @@
 
 namespace lossext {
 
-struct Chebyshev : TargetProbabilityLoss<Chebyshev> {
+struct Chebyshev : TargetProbabilityLoss<Chebyshev>, NoParams {
   static constexpr const char* kName = "chebyshev";
-  static constexpr int kNumParams = 0;
-  struct Params {};
-  static Params make_params(const double*) { return Params{}; }
 
   template <typename T>
   LOSSEXT_HOST_DEVICE static T loss_at(T log_p, const Params&) {

@@ -9,11 +9,8 @@
 
 namespace lossext {
 
-struct Expectation : TargetProbabilityLoss<Expectation> {
+struct Expectation : TargetProbabilityLoss<Expectation>, NoParams {
   static constexpr const char* kName = "expectation";
-  static constexpr int kNumParams = 0;
-  struct Params {};
-  static Params make_params(const double*) { return Params{}; }
 
   template <typename T>
   LOSSEXT_HOST_DEVICE static T loss_at(T log_p, const Params&) {

@@ -8,11 +8,8 @@
 
 namespace lossext {
 
-struct L1 : ClassSumLoss<L1> {
+struct L1 : ClassSumLoss<L1>, NoParams {
   static constexpr const char* kName = "l1";
-  static constexpr int kNumParams = 0;
-  struct Params {};
-  static Params make_params(const double*) { return Params{}; }
 
   template <typename V>
   LOSSEXT_HOST_DEVICE static V sign(V x) {

@@ -7,11 +7,8 @@
 
 namespace lossext {
 
-struct L2 : ClassSumLoss<L2> {
+struct L2 : ClassSumLoss<L2>, NoParams {
   static constexpr const char* kName = "l2";
-  static constexpr int kNumParams = 0;
-  struct Params {};
-  static Params make_params(const double*) { return Params{}; }
 
   template <typename V>
   LOSSEXT_HOST_DEVICE static V element_value(V z, const Params&) {

@@ -13,12 +13,9 @@
 
 namespace lossext {
 
-struct RegularizedExpectation : QuadraticSoftmaxGradient {
+struct RegularizedExpectation : QuadraticSoftmaxGradient, NoParams {
   static constexpr unsigned kNeeds = kSoftmax | kSumExpSquared;
   static constexpr const char* kName = "regularized_expectation";
-  static constexpr int kNumParams = 0;
-  struct Params {};
-  static Params make_params(const double*) { return Params{}; }
 
   template <typename T>
   LOSSEXT_HOST_DEVICE static T row_loss(const RowStats<T>& s) {

@@ -159,6 +159,13 @@ struct ReductionInfo {
   }
 };
 
+// The params of a loss that has none: a loss derives from NoParams as well.
+struct NoParams {
+  static constexpr int kNumParams = 0;
+  struct Params {};
+  static Params make_params(const double*) { return Params{}; }
+};
+
 template <typename T>
 LOSSEXT_HOST_DEVICE T infinity() {
   return std::numeric_limits<T>::infinity();

@@ -9,11 +9,8 @@
 
 namespace lossext {
 
-struct SquaredLog : TargetProbabilityLoss<SquaredLog> {
+struct SquaredLog : TargetProbabilityLoss<SquaredLog>, NoParams {
   static constexpr const char* kName = "squared_log";
-  static constexpr int kNumParams = 0;
-  struct Params {};
-  static Params make_params(const double*) { return Params{}; }
 
   template <typename T>
   LOSSEXT_HOST_DEVICE static T loss_at(T log_p, const Params&) {

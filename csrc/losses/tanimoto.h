@@ -16,12 +16,9 @@
 
 namespace lossext {
 
-struct Tanimoto : QuadraticSoftmaxGradient {
+struct Tanimoto : QuadraticSoftmaxGradient, NoParams {
   static constexpr unsigned kNeeds = kSoftmax | kSumExpSquared;
   static constexpr const char* kName = "tanimoto";
-  static constexpr int kNumParams = 0;
-  struct Params {};
-  static Params make_params(const double*) { return Params{}; }
 
   template <typename T>
   LOSSEXT_HOST_DEVICE static T value(const RowStats<T>& s, const Params&, const ReductionInfo<T>& reduction) {
