@@ -18,10 +18,18 @@
 #include <limits>
 #include <string>
 #include <tuple>
+#include <type_traits>
 
 #include "losses/row_loss.h"
 
 namespace lossext {
+
+// Whether Loss declares param_error (see losses/row_loss.h).
+template <typename Loss, typename = void>
+struct HasParamError : std::false_type {};
+template <typename Loss>
+struct HasParamError<Loss, std::void_t<decltype(Loss::param_error(static_cast<const double*>(nullptr)))>>
+    : std::true_type {};
 
 // The validated arguments of one call, in the layout the drivers read.
 struct RowLossProblem {
@@ -55,6 +63,10 @@ RowLossProblem prepare_row_loss(const at::Tensor& input, const at::Tensor& targe
   const std::string op = std::string("lossext::") + Loss::kName;
   TORCH_CHECK(static_cast<int64_t>(params.size()) == Loss::kNumParams, op, ": expected ", Loss::kNumParams,
               " values in params, got ", params.size());
+  if constexpr (HasParamError<Loss>::value) {
+    const char* error = Loss::param_error(params.data());
+    TORCH_CHECK(error == nullptr, op, ": ", error, " (params = ", params, ")");
+  }
   TORCH_CHECK(input.dim() == 2, op, ": input must be 2-D (N, C), got ", input.dim(), "-D with shape ",
               input.sizes());
   TORCH_CHECK(at::isFloatingType(input.scalar_type()), op,

@@ -11,23 +11,46 @@ from . import _extension, _ops  # noqa: F401  (_ops registers fake kernels and a
 from . import autograd, functional, metrics, nn, reference
 from ._extension import backend, extension_loaded, set_backend
 from ._ops import set_gradient_mode
-from .functional import cross_entropy, two_scale_cross_entropy
+from .functional import (
+    alpha_loss,
+    cauchy_schwarz,
+    chebyshev,
+    cross_entropy,
+    expectation,
+    hinge,
+    l1,
+    l2,
+    regularized_expectation,
+    squared_log,
+    tanimoto,
+    two_scale_cross_entropy,
+)
 from .nn import parameter_norm
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "alpha_loss",
     "autograd",
     "backend",
+    "cauchy_schwarz",
+    "chebyshev",
     "cross_entropy",
+    "expectation",
     "extension_loaded",
     "functional",
+    "hinge",
+    "l1",
+    "l2",
     "metrics",
     "nn",
     "parameter_norm",
     "reference",
+    "regularized_expectation",
     "set_backend",
     "set_gradient_mode",
+    "squared_log",
+    "tanimoto",
     "two_scale_cross_entropy",
 ]
 

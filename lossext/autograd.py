@@ -7,14 +7,27 @@ want an autograd.Function: to compose with other Functions, subclass, or call
 `.apply` on prepared (N, C) rows.
 """
 
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
-from . import _ops
+from . import _ops, functional
 from ._canonical import reduction_code
 
-__all__ = ["RowLossFunction", "CrossEntropyFunction"]
+__all__ = [
+    "AlphaLossFunction",
+    "CauchySchwarzFunction",
+    "ChebyshevFunction",
+    "CrossEntropyFunction",
+    "ExpectationFunction",
+    "HingeFunction",
+    "L1Function",
+    "L2Function",
+    "RegularizedExpectationFunction",
+    "RowLossFunction",
+    "SquaredLogFunction",
+    "TanimotoFunction",
+]
 
 
 class RowLossFunction(torch.autograd.Function):
@@ -52,3 +65,52 @@ class CrossEntropyFunction(RowLossFunction):
     @staticmethod
     def backward(ctx, grad_loss):
         return CrossEntropyFunction._input_gradient(ctx, grad_loss), None, None, None, None, None
+
+
+_TRAILING_DEFAULTS = (None, -100, "mean")  # weight, ignore_index, reduction
+
+
+def row_loss_function(function: Callable) -> type:
+    """An autograd.Function over the op of lossext.functional's `function` (the op has its name), with its parameters.
+
+    `apply(input, target, *params, weight=None, ignore_index=-100, reduction="mean")`, all positional
+    (autograd.Function.apply takes no keywords); input (N, C) logits, target (N,) class indices.
+    """
+    loss_name = function.__name__
+    param_names = [parameter.name for parameter in functional.loss_parameters(function)]
+    num_params = len(param_names)
+
+    def forward(ctx, input, target, *args):
+        if not num_params <= len(args) <= num_params + len(_TRAILING_DEFAULTS):
+            raise TypeError(f"{function_class.__name__}.apply takes input, target, {', '.join(param_names + [''])}"
+                            f"then optionally weight, ignore_index, reduction; got {2 + len(args)} arguments")
+        params, rest = args[:num_params], args[num_params:]
+        weight, ignore_index, reduction = rest + _TRAILING_DEFAULTS[len(rest):]
+        ctx.num_inputs = 2 + len(args)
+        return function_class._run(ctx, input, target, weight, params, ignore_index, reduction)
+
+    def backward(ctx, grad_loss):
+        return (function_class._input_gradient(ctx, grad_loss),) + (None,) * (ctx.num_inputs - 1)
+
+    class_name = "".join(part.capitalize() for part in loss_name.split("_")) + "Function"
+    function_class = type(class_name, (RowLossFunction,), {
+        "__doc__": f"`{class_name}.apply(input, target, {', '.join(param_names + [''])}"
+                   f"weight=None, ignore_index=-100, reduction='mean')`: lossext.{loss_name} on (N, C) rows.",
+        "__module__": __name__,
+        "loss_name": loss_name,
+        "forward": staticmethod(forward),
+        "backward": staticmethod(backward),
+    })
+    return function_class
+
+
+HingeFunction = row_loss_function(functional.hinge)
+L1Function = row_loss_function(functional.l1)
+L2Function = row_loss_function(functional.l2)
+ExpectationFunction = row_loss_function(functional.expectation)
+RegularizedExpectationFunction = row_loss_function(functional.regularized_expectation)
+ChebyshevFunction = row_loss_function(functional.chebyshev)
+SquaredLogFunction = row_loss_function(functional.squared_log)
+TanimotoFunction = row_loss_function(functional.tanimoto)
+CauchySchwarzFunction = row_loss_function(functional.cauchy_schwarz)
+AlphaLossFunction = row_loss_function(functional.alpha_loss)

@@ -1,15 +1,38 @@
 """The public loss functions: fused kernels when lossext._C is loaded, the reference otherwise."""
 
-from typing import Callable, Optional, Sequence
+import inspect
+from typing import Callable, List, Optional, Sequence
 
 import torch
 
 from . import _extension, reference
 from ._canonical import canonicalize
 from ._ops import row_loss
-from .reference import check_label_smoothing
+from .reference import check_alpha, check_hinge_params, check_label_smoothing
 
-__all__ = ["cross_entropy", "two_scale_cross_entropy"]
+__all__ = [
+    "alpha_loss",
+    "cauchy_schwarz",
+    "chebyshev",
+    "cross_entropy",
+    "expectation",
+    "hinge",
+    "l1",
+    "l2",
+    "regularized_expectation",
+    "squared_log",
+    "tanimoto",
+    "two_scale_cross_entropy",
+]
+
+# The arguments every class-index loss takes besides its own parameters.
+COMMON_ARGUMENTS = ("input", "target", "weight", "ignore_index", "reduction")
+
+
+def loss_parameters(function: Callable) -> List[inspect.Parameter]:
+    """A loss function's own parameters (hinge's p and margin, alpha_loss's alpha), in the order its op takes them."""
+    return [parameter for parameter in inspect.signature(function).parameters.values()
+            if parameter.name not in COMMON_ARGUMENTS]
 
 
 def _needs_reference(input: torch.Tensor, *others: Optional[torch.Tensor]) -> bool:
@@ -126,3 +149,81 @@ from .activations import elu, gelu, hardtanh, leaky_relu, prelu, relu, selu, sig
 
 __all__ += ["elu", "gelu", "hardtanh", "leaky_relu", "prelu", "relu", "selu", "sigmoid", "silu", "softmax", "swish",
             "tanh"]
+
+
+# The Janocha & Czarnecki (2017, Table 1) losses and the alpha-loss. Notation per row: o the
+# logits, t the target class, y its one-hot vector, y^ = 2y - 1, p = softmax(o). Each takes
+# input (N, C) or (N, C, d1, ..., dk) logits and class indices as cross_entropy does, its own
+# parameters (passed to the kernel as `params`, in this order), then weight (per-class weights;
+# the mean is weighted as in F.cross_entropy), ignore_index and reduction.
+
+
+def _janocha_loss(name: str, input, target, params, weight, ignore_index, reduction, reference_fn):
+    return class_index_loss(name, input, target, weight, ignore_index, reduction, params,
+                            lambda: reference_fn(input, target, *params, weight=weight, ignore_index=ignore_index,
+                                                 reduction=reduction))
+
+
+def hinge(input: torch.Tensor, target: torch.Tensor, p: float = 1.0, margin: float = 0.5,
+          weight: Optional[torch.Tensor] = None, ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
+    """Hinge^p: sum_j max(0, margin - y^_j o_j)^p for any real p >= 1 (the paper uses 1, 2, 3; margin 1/2)."""
+    check_hinge_params(p, margin)
+    return _janocha_loss("hinge", input, target, [p, margin], weight, ignore_index, reduction, reference.hinge)
+
+
+def l1(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None, ignore_index: int = -100,
+       reduction: str = "mean") -> torch.Tensor:
+    """L1 loss against the one-hot target: sum_j |y_j - o_j|."""
+    return _janocha_loss("l1", input, target, [], weight, ignore_index, reduction, reference.l1)
+
+
+def l2(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None, ignore_index: int = -100,
+       reduction: str = "mean") -> torch.Tensor:
+    """L2 loss against the one-hot target: sum_j (y_j - o_j)^2."""
+    return _janocha_loss("l2", input, target, [], weight, ignore_index, reduction, reference.l2)
+
+
+def expectation(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
+                ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
+    """Expectation loss: sum_j |y_j - p_j| = 2 - 2 p_t (Proposition 1)."""
+    return _janocha_loss("expectation", input, target, [], weight, ignore_index, reduction, reference.expectation)
+
+
+def regularized_expectation(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
+                            ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
+    """Regularised expectation loss: sum_j (y_j - p_j)^2."""
+    return _janocha_loss("regularized_expectation", input, target, [], weight, ignore_index, reduction,
+                         reference.regularized_expectation)
+
+
+def chebyshev(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
+              ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
+    """Chebyshev loss: max_j |p_j - y_j|, which equals 1 - p_t (the target always attains the max)."""
+    return _janocha_loss("chebyshev", input, target, [], weight, ignore_index, reduction, reference.chebyshev)
+
+
+def squared_log(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
+                ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
+    """Squared log loss: sum_j [y_j log p_j]^2 = (log p_t)^2."""
+    return _janocha_loss("squared_log", input, target, [], weight, ignore_index, reduction, reference.squared_log)
+
+
+def tanimoto(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
+             ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
+    """Tanimoto loss: -sum_j p_j y_j / (||p||^2 + ||y||^2 - sum_j p_j y_j), in [-1, 0]."""
+    return _janocha_loss("tanimoto", input, target, [], weight, ignore_index, reduction, reference.tanimoto)
+
+
+def cauchy_schwarz(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
+                   ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
+    """Cauchy-Schwarz divergence: -log(sum_j p_j y_j / (||p|| ||y||)) = -log p_t + log ||p|| (Proposition 3)."""
+    return _janocha_loss("cauchy_schwarz", input, target, [], weight, ignore_index, reduction,
+                         reference.cauchy_schwarz)
+
+
+def alpha_loss(input: torch.Tensor, target: torch.Tensor, alpha: float, weight: Optional[torch.Tensor] = None,
+               ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
+    """alpha-loss (Sypherd et al.): alpha / (alpha - 1) * (1 - p_t^((alpha - 1) / alpha)) for alpha in (0, inf];
+    cross-entropy at alpha = 1, 1 - p_t at alpha = inf."""
+    check_alpha(alpha)
+    return _janocha_loss("alpha_loss", input, target, [alpha], weight, ignore_index, reduction, reference.alpha_loss)

@@ -5,13 +5,27 @@ the same way (lossext._canonical), then computes in float32 (float64 for
 float64 inputs) with plain tensor operations, written for clarity, not speed.
 """
 
+import math
 from typing import Callable, Optional
 
 import torch
 
 from ._canonical import Canonical, canonicalize, check_target_range
 
-__all__ = ["cross_entropy", "two_scale_cross_entropy"]
+__all__ = [
+    "alpha_loss",
+    "cauchy_schwarz",
+    "chebyshev",
+    "cross_entropy",
+    "expectation",
+    "hinge",
+    "l1",
+    "l2",
+    "regularized_expectation",
+    "squared_log",
+    "tanimoto",
+    "two_scale_cross_entropy",
+]
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -24,9 +38,25 @@ def check_label_smoothing(label_smoothing: float) -> None:
         raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
 
 
+def check_hinge_params(p: float, margin: float) -> None:
+    if not (math.isfinite(p) and p >= 1.0):
+        raise ValueError(f"hinge: p must be a finite real number >= 1, got {p}")
+    if not math.isfinite(margin):
+        raise ValueError(f"hinge: margin must be finite, got {margin}")
+
+
+def check_alpha(alpha: float) -> None:
+    if not alpha > 0.0:  # also rejects NaN; inf is allowed
+        raise ValueError(f"alpha_loss: alpha must be > 0 (or inf), got {alpha}")
+
+
 def log_softmax_rows(x: torch.Tensor) -> torch.Tensor:
-    """log p_j = (o_j - m) - log sum_k exp(o_k - m), m the row max: exact for huge logits, finite when p_j underflows."""
-    shifted = x - x.amax(dim=1, keepdim=True)
+    """log p_j = (o_j - m) - log sum_k exp(o_k - m), m the row max: exact for huge logits, finite when p_j underflows.
+
+    m is a constant to autograd: log p does not depend on it, and differentiating through it would
+    add the rounding noise of a C-term sum (which should be 0) to the argmax's gradient.
+    """
+    shifted = x - x.amax(dim=1, keepdim=True).detach()
     return shifted - torch.logsumexp(shifted, dim=1, keepdim=True)
 
 
@@ -146,3 +176,121 @@ from .activation_reference import elu, gelu, hardtanh, leaky_relu, prelu, relu, 
 
 __all__ += ["elu", "gelu", "hardtanh", "leaky_relu", "prelu", "relu", "selu", "sigmoid", "silu", "softmax", "swish",
             "tanh"]
+
+
+# The Janocha & Czarnecki (2017, Table 1) losses and the alpha-loss, written from their
+# formulas for one-hot targets y (y^ = 2y - 1 in {-1, +1}) and p = softmax(o). The softmax
+# losses take log p from log_softmax_rows, so log p_t stays finite when p_t underflows.
+
+
+def one_hot_rows(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The one-hot targets y of class indices t, in x's dtype and shape."""
+    return torch.zeros_like(x).scatter_(1, t[:, None], 1.0)
+
+
+def target_log_probability(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """log p_t per row."""
+    return log_softmax_rows(x).gather(1, t[:, None])[:, 0]
+
+
+def hinge(input, target, p: float = 1.0, margin: float = 0.5, weight=None, ignore_index: int = -100,
+          reduction: str = "mean") -> torch.Tensor:
+    """sum_j max(0, margin - y^_j o_j)^p, max(0, .) as torch.relu (its gradient is 0 at 0)."""
+    check_hinge_params(p, margin)
+
+    def per_row(x, t, w_t):
+        signed_target = 2.0 * one_hot_rows(x, t) - 1.0
+        return w_t * torch.relu(margin - signed_target * x).pow(p).sum(1)
+
+    return class_index_loss("hinge", input, target, weight, ignore_index, reduction, per_row)
+
+
+def l1(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
+    """sum_j |y_j - o_j|."""
+    def per_row(x, t, w_t):
+        return w_t * (one_hot_rows(x, t) - x).abs().sum(1)
+
+    return class_index_loss("l1", input, target, weight, ignore_index, reduction, per_row)
+
+
+def l2(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
+    """sum_j (y_j - o_j)^2."""
+    def per_row(x, t, w_t):
+        return w_t * (one_hot_rows(x, t) - x).pow(2).sum(1)
+
+    return class_index_loss("l2", input, target, weight, ignore_index, reduction, per_row)
+
+
+def expectation(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
+    """sum_j |y_j - p_j|."""
+    def per_row(x, t, w_t):
+        return w_t * (one_hot_rows(x, t) - log_softmax_rows(x).exp()).abs().sum(1)
+
+    return class_index_loss("expectation", input, target, weight, ignore_index, reduction, per_row)
+
+
+def regularized_expectation(input, target, weight=None, ignore_index: int = -100,
+                            reduction: str = "mean") -> torch.Tensor:
+    """sum_j (y_j - p_j)^2."""
+    def per_row(x, t, w_t):
+        return w_t * (one_hot_rows(x, t) - log_softmax_rows(x).exp()).pow(2).sum(1)
+
+    return class_index_loss("regularized_expectation", input, target, weight, ignore_index, reduction, per_row)
+
+
+def chebyshev(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
+    """max_j |p_j - y_j|; at ties the gradient goes to one maximiser (torch.max's)."""
+    def per_row(x, t, w_t):
+        return w_t * (log_softmax_rows(x).exp() - one_hot_rows(x, t)).abs().max(dim=1).values
+
+    return class_index_loss("chebyshev", input, target, weight, ignore_index, reduction, per_row)
+
+
+def squared_log(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
+    """sum_j [y_j log p_j]^2 = (log p_t)^2 (Table 1's leading minus is a typo)."""
+    def per_row(x, t, w_t):
+        return w_t * target_log_probability(x, t).pow(2)
+
+    return class_index_loss("squared_log", input, target, weight, ignore_index, reduction, per_row)
+
+
+def tanimoto(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
+    """-sum_j p_j y_j / (||p||^2 + ||y||^2 - sum_j p_j y_j), in [-1, 0]."""
+    def per_row(x, t, w_t):
+        p = log_softmax_rows(x).exp()
+        y = one_hot_rows(x, t)
+        overlap = (p * y).sum(1)
+        return w_t * -overlap / ((p * p).sum(1) + (y * y).sum(1) - overlap)
+
+    return class_index_loss("tanimoto", input, target, weight, ignore_index, reduction, per_row)
+
+
+def cauchy_schwarz(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
+    """-log(sum_j p_j y_j / (||p|| ||y||)) = -(log p_t - log ||p|| - log ||y||), each log taken on its own
+    factor so that log p_t comes from log_softmax_rows."""
+    def per_row(x, t, w_t):
+        p = log_softmax_rows(x).exp()
+        y = one_hot_rows(x, t)
+        return w_t * -(target_log_probability(x, t) - p.norm(dim=1).log() - y.norm(dim=1).log())
+
+    return class_index_loss("cauchy_schwarz", input, target, weight, ignore_index, reduction, per_row)
+
+
+def alpha_loss(input, target, alpha: float, weight=None, ignore_index: int = -100,
+               reduction: str = "mean") -> torch.Tensor:
+    """alpha / (alpha - 1) * (1 - p_t^((alpha - 1) / alpha)); -log p_t at alpha = 1, 1 - p_t at alpha = inf.
+
+    1 - p_t^beta is written -expm1(beta log p_t) so it does not cancel for alpha near 1. At alpha = inf
+    it is 1 - exp(log p_t) as written: torch's expm1 backward, grad * (expm1(x) + 1), would cancel for small p_t.
+    """
+    check_alpha(alpha)
+
+    def per_row(x, t, w_t):
+        log_p = target_log_probability(x, t)
+        if alpha == 1.0:
+            return w_t * -log_p
+        if math.isinf(alpha):
+            return w_t * (1.0 - log_p.exp())
+        return w_t * alpha / (alpha - 1.0) * -torch.expm1((alpha - 1.0) / alpha * log_p)
+
+    return class_index_loss("alpha_loss", input, target, weight, ignore_index, reduction, per_row)

@@ -1,4 +1,4 @@
-"""Checks shared by every loss's tests: value and gradient against a float64 ground truth."""
+"""Checks and case builders shared by every loss's tests: value and gradient against a float64 ground truth."""
 
 from typing import Callable
 
@@ -39,3 +39,40 @@ def check_matches_float64(fn: Callable, ground_truth: Callable, input: torch.Ten
     grad_scale = ref_grad.abs().max().item() if ref_grad.numel() else 1.0
     assert_close(grad, ref_grad, input.dtype, scale=grad_scale, msg="gradient")
     return out, grad
+
+
+REDUCTIONS = ["mean", "sum", "none"]
+
+
+def make_case(shape, num_classes, device, dtype, ignore_fraction=0.25, target_dtype=torch.int64,
+              ignore_index=-100):
+    """Logits of `shape` (class dim 1, or 0 for 1-D) and targets with some rows set to ignore_index."""
+    input = (torch.randn(shape, dtype=torch.float64) * 3).to(dtype).to(device)
+    target_shape = shape[:1] + shape[2:] if len(shape) > 1 else ()
+    target = torch.randint(0, num_classes, target_shape)
+    if ignore_fraction and target.dim() > 0:
+        target[torch.rand(target_shape) < ignore_fraction] = ignore_index
+    if target_dtype == torch.uint8:
+        target = target.clamp(min=0)
+    return input, target.to(target_dtype).to(device)
+
+
+def resolve(options, num_classes, device, dtype):
+    """Loss keyword arguments from test options: weight=True becomes a random positive (C,) weight."""
+    kwargs = dict(options)
+    if kwargs.pop("weight", False):
+        kwargs["weight"] = (torch.rand(num_classes, dtype=torch.float64) + 0.1).to(dtype).to(device)
+    return kwargs
+
+
+def float64_kwargs(kwargs):
+    """The keyword arguments with tensors (weights) in float64, for a float64 ground truth."""
+    return {k: (v.double() if isinstance(v, torch.Tensor) else v) for k, v in kwargs.items()}
+
+
+LAYOUTS = {
+    "transposed": lambda base: base.t(),  # class stride 30
+    "row_slice": lambda base: base[::3],  # row stride 90
+    "column_slice": lambda base: base[:, 1:25:2],  # class stride 2
+    "expanded": lambda base: base[:1].expand(12, 30),  # row stride 0
+}

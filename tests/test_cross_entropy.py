@@ -9,23 +9,8 @@ import torch.nn.functional as F
 
 import lossext
 from conftest import DTYPES, assert_close
-from loss_checks import check_matches_float64, value_and_grad
-
-REDUCTIONS = ["mean", "sum", "none"]
-
-
-def make_case(shape, num_classes, device, dtype, ignore_fraction=0.25, target_dtype=torch.int64,
-              ignore_index=-100):
-    """Logits of `shape` (class dim 1, or 0 for 1-D) and targets with some rows set to ignore_index."""
-    input = (torch.randn(shape, dtype=torch.float64) * 3).to(dtype).to(device)
-    target_shape = shape[:1] + shape[2:] if len(shape) > 1 else ()
-    target = torch.randint(0, num_classes, target_shape)
-    if ignore_fraction and target.dim() > 0:
-        target[torch.rand(target_shape) < ignore_fraction] = ignore_index
-    if target_dtype == torch.uint8:
-        target = target.clamp(min=0)
-    return input, target.to(target_dtype).to(device)
-
+from loss_checks import (LAYOUTS, REDUCTIONS, check_matches_float64, float64_kwargs, make_case, resolve,
+                         value_and_grad)
 
 OPTIONS = [
     dict(),
@@ -34,17 +19,6 @@ OPTIONS = [
     dict(weight=True, label_smoothing=0.3),
     dict(ignore_index=2),
 ]
-
-
-def resolve(options, num_classes, device, dtype):
-    kwargs = dict(options)
-    if kwargs.pop("weight", False):
-        kwargs["weight"] = (torch.rand(num_classes, dtype=torch.float64) + 0.1).to(dtype).to(device)
-    return kwargs
-
-
-def float64_kwargs(kwargs):
-    return {k: (v.double() if isinstance(v, torch.Tensor) else v) for k, v in kwargs.items()}
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -125,14 +99,6 @@ def test_very_many_classes(backend, dtype):
     input, target = make_case((3, 200_003), 200_003, "cpu", dtype, ignore_fraction=0)
     check_matches_float64(lossext.cross_entropy, F.cross_entropy, input, target)
     check_matches_float64(lossext.cross_entropy, F.cross_entropy, input, target, label_smoothing=0.1)
-
-
-LAYOUTS = {
-    "transposed": lambda base: base.t(),  # class stride 30
-    "row_slice": lambda base: base[::3],  # row stride 90
-    "column_slice": lambda base: base[:, 1:25:2],  # class stride 2
-    "expanded": lambda base: base[:1].expand(12, 30),  # row stride 0
-}
 
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))

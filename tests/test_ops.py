@@ -14,6 +14,16 @@ pytestmark = pytest.mark.skipif(not lossext.extension_loaded(), reason="lossext.
 OP_CASES = {
     "cross_entropy": dict(params=[0.1], dense=False),
     "cross_entropy_probabilities": dict(params=[0.1], dense=True),
+    "hinge": dict(params=[1.5, 0.5], dense=False),
+    "l1": dict(params=[], dense=False),
+    "l2": dict(params=[], dense=False),
+    "expectation": dict(params=[], dense=False),
+    "regularized_expectation": dict(params=[], dense=False),
+    "chebyshev": dict(params=[], dense=False),
+    "squared_log": dict(params=[], dense=False),
+    "tanimoto": dict(params=[], dense=False),
+    "cauchy_schwarz": dict(params=[], dense=False),
+    "alpha_loss": dict(params=[2.0], dense=False),
     "two_scale_cross_entropy": dict(params=[0.2], tensor_params=[1.5, 4.0, 2.0], dense=False),
 }
 

@@ -8,7 +8,9 @@
 // inputs), with the sums the loss needs, and keeps e in a per-thread row
 // buffer; pass 3 writes the gradient from it. A training step therefore moves
 // one read of the logits and one write of the gradient, whatever statistics
-// the loss needs. Offsets are 64-bit.
+// the loss needs. Losses whose gradient needs no row statistic
+// (kElementwiseGradient) take a single pass instead, writing each gradient as
+// its logit is read. Offsets are 64-bit.
 #pragma once
 
 #include <ATen/Parallel.h>
@@ -43,6 +45,10 @@ struct Lane<float> {
   static void store_converted(scalar_t* p, VecF v) { store_from_float(p, v); }
   static float reduce_sum(VecF v) { return v.sum(); }
   static float reduce_max(VecF v) { return v.max(); }
+  static VecF with_lane_zeroed(VecF v, int64_t lane) {
+    v.v[lane] = 0.0f;
+    return v;
+  }
 };
 
 template <>
@@ -57,6 +63,7 @@ struct Lane<double> {
   static void store_converted(scalar_t* p, double v) { *p = static_cast<scalar_t>(v); }
   static double reduce_sum(double v) { return v; }
   static double reduce_max(double v) { return v; }
+  static double with_lane_zeroed(double, int64_t) { return 0.0; }
 };
 
 // Everything one call of the driver reads and writes, as raw pointers.
@@ -107,6 +114,45 @@ struct Accumulators {
   }
 };
 
+// One row of a kElementwiseGradient loss (row_loss.h) in a single pass: each
+// logit is read once and its gradient written at once, the target's last.
+// The target's logit is read before the pass, so grad may alias the input.
+// Fills s.target_logit and s.element_sum; returns the row's value().
+template <typename Loss, typename scalar_t, typename acc_t>
+acc_t run_elementwise_gradient_row(const scalar_t* in, scalar_t* grad, const acc_t* w, int64_t target, int64_t C,
+                                   RowStats<acc_t>& s, const typename Loss::Params& params,
+                                   const ReductionInfo<acc_t>& reduction, acc_t upstream) {
+  using L = Lane<acc_t>;
+  using V = typename L::type;
+  constexpr int64_t W = L::kWidth;
+  const int64_t vector_end = C - C % W;
+  const int64_t target_block = target - target % W;
+  s.target_logit = static_cast<acc_t>(in[target]);
+  const auto coeffs = Loss::coefficients(s, params, reduction, upstream);
+  V vsum(acc_t(0));
+  int64_t j = 0;
+  for (; j < vector_end; j += W) {
+    const V wj = w ? L::load(w + j) : V(acc_t(1));
+    V gradient;
+    V term = Loss::template element_value_and_gradient<V, acc_t>(L::load_converted(in + j), wj, coeffs, gradient);
+    if (j == target_block) term = L::with_lane_zeroed(term, target - j);
+    vsum = vsum + term;
+    L::store_converted(grad + j, gradient);
+  }
+  acc_t ssum = L::reduce_sum(vsum);
+  for (; j < C; ++j) {
+    const acc_t wj = w ? w[j] : acc_t(1);
+    acc_t gradient;
+    const acc_t term =
+        Loss::template element_value_and_gradient<acc_t, acc_t>(static_cast<acc_t>(in[j]), wj, coeffs, gradient);
+    if (j != target) ssum += term;
+    grad[j] = static_cast<scalar_t>(gradient);
+  }
+  s.element_sum = ssum;
+  grad[target] = static_cast<scalar_t>(Loss::target_gradient(s.target_logit, s.target_weight, coeffs));
+  return Loss::value(s, params, reduction);
+}
+
 template <typename Loss, typename scalar_t, typename acc_t, typename target_t>
 void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
               const RowLossPointers<scalar_t, acc_t, target_t>& ptr, const typename Loss::Params& params,
@@ -117,6 +163,9 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
   constexpr bool kDense = (kNeeds & kDenseTarget) != 0;
   constexpr bool kSoftmaxLoss = (kNeeds & kSoftmax) != 0;
   constexpr int kTensorParams = TensorParamCount<Loss>::value;
+  static_assert((kNeeds & kElementwiseGradient) == 0 ||
+                    ((kNeeds & kElementSum) != 0 && (kNeeds & (kSoftmax | kMaxOther | kDenseTarget)) == 0),
+                "kElementwiseGradient is for kElementSum losses without softmax, max-other or dense targets");
   constexpr int64_t W = L::kWidth;
   constexpr int kUnroll = 4;
   const int64_t C = num_classes;
@@ -150,10 +199,19 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
     s.target_weight = (!kDense && w) ? w[target] : acc_t(1);
     s.class_weight_total = class_weight_total;
     s.tensor_params = ptr.tensor_params;
+    const acc_t upstream = ptr.upstream ? ptr.upstream[row * ptr.upstream_stride] : acc_t(1);
+    if constexpr ((kNeeds & kElementwiseGradient) != 0) {
+      if (grad) {
+        ptr.row_values[row] =
+            run_elementwise_gradient_row<Loss>(in, grad, w, target, C, s, params, reduction, upstream);
+        continue;
+      }
+    }
     if constexpr (!kDense) s.target_logit = static_cast<acc_t>(in[target]);
 
     // Pass 1, the one read of the row from memory: its max, or the sum of the
-    // loss's element values. Later passes find the row in cache.
+    // loss's element values, which leaves the target out (RowStats::element_sum).
+    // Later passes find the row in cache.
     if constexpr (kSoftmaxLoss) {
       Accumulators<kUnroll, V> row_max(V(-infinity<acc_t>()));
       for_each_vector<kUnroll>(vector_end, W, [&](int64_t j, auto k) {
@@ -164,12 +222,19 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
       s.max_logit = m;
     }
     if constexpr ((kNeeds & kElementSum) != 0) {
+      // The first class of the vector block holding the target; -1 when there
+      // is no target (dense losses). A target in the scalar tail matches no block.
+      const int64_t target_block = kDense ? -1 : target - target % W;
       Accumulators<kUnroll, V> sum(V(acc_t(0)));
       for_each_vector<kUnroll>(vector_end, W, [&](int64_t j, auto k) {
-        sum.lanes[k] = sum.lanes[k] + Loss::element_value(L::load_converted(in + j), params);
+        V term = Loss::element_value(L::load_converted(in + j), params);
+        if (j == target_block) term = L::with_lane_zeroed(term, target - j);
+        sum.lanes[k] = sum.lanes[k] + term;
       });
       acc_t total = L::reduce_sum(sum.combined(add));
-      for (int64_t j = vector_end; j < C; ++j) total += Loss::element_value(static_cast<acc_t>(in[j]), params);
+      for (int64_t j = vector_end; j < C; ++j) {
+        if (kDense || j != target) total += Loss::element_value(static_cast<acc_t>(in[j]), params);
+      }
       s.element_sum = total;
     }
 
@@ -237,7 +302,6 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
     ptr.row_values[row] = Loss::value(s, params, reduction);
     if (!grad) continue;
 
-    const acc_t upstream = ptr.upstream ? ptr.upstream[row * ptr.upstream_stride] : acc_t(1);
     if constexpr (kTensorParams > 0) {
       Loss::param_gradients(s, params, reduction, upstream, ptr.row_param_grads + row * kTensorParams);
     }

@@ -28,14 +28,34 @@
 // Losses without a softmax whose value is a sum over elements (hinge, L1, L2)
 // set kElementSum and provide element_value(z, params) (the summand for
 // j != t, a template over V like element_gradient); the driver puts
-// sum_j element_value(o_j, params) over the whole row, target included, in
-// RowStats::element_sum, and value() corrects the target's term.
+// sum_{j != t} element_value(o_j, params) in RowStats::element_sum, the target
+// left out, and value() adds the target's own term. (Summing over the whole
+// row and subtracting element_value(o_t) afterwards would cancel
+// catastrophically: for hinge^3 at a confident o_t = 100 the target's
+// summand is 10^6 while the loss is the rest, below its rounding error, and
+// at o_t = +inf it would be inf - inf.)
 //
-// Losses whose gradient has a third kind of element (Chebyshev's maximiser of
-// |p_j - y_j|, the two-scale loss's runner-up class) set kMaxOther; the driver
+// Losses whose coefficients() read nothing from RowStats but what is known
+// before the row is read (target_logit, target_weight, num_classes) set
+// kElementwiseGradient with kElementSum, and provide
+//   element_value_and_gradient(z, w, coeffs, gradient&) -> element_value(z),
+// which also writes element_gradient(z, w, coeffs) into `gradient`, sharing
+// their work (hinge^p's power). A driver may then write each element's
+// gradient in the pass that sums element_value: the CPU driver reads every
+// logit once and keeps no scratch row. value() still runs after the pass.
+//
+// Losses whose gradient has a third kind of element (the two-scale loss's
+// runner-up class; not Chebyshev, whose max_j |p_j - y_j| is always attained
+// at the target, see chebyshev.h) set kMaxOther; the driver
 // gathers the largest non-target logit and its index, and asks
 // special_gradient(z_s, w_s, coeffs) for that one element when
 // coeffs.special_index_used is true.
+//
+// A loss whose params can be invalid (hinge's p < 1, a negative alpha) also
+// provides the host-only `static const char* param_error(const double* values)`:
+// nullptr when the values are valid, otherwise what is wrong, naming the
+// parameter. The op layer (row_loss_op.h) raises it as an error before any
+// driver runs, so headers stay free of torch and of exceptions.
 //
 // Losses with kDenseTarget take an (N, C) row of per-class coefficients in
 // place of the class weights and no target index (soft-target cross-entropy);
@@ -82,17 +102,26 @@ LOSSEXT_HOST_DEVICE double exponential(double a) { return ::exp(a); }
 LOSSEXT_HOST_DEVICE float logarithm(float a) { return ::logf(a); }
 LOSSEXT_HOST_DEVICE double logarithm(double a) { return ::log(a); }
 LOSSEXT_HOST_DEVICE double power(double a, double b) { return ::pow(a, b); }
+// a^b for a >= 0 (or NaN) only: the CPU driver's vector overload computes
+// exp(b log a), which is NaN for a < 0 where powf has integer-b answers.
+LOSSEXT_HOST_DEVICE float nonnegative_power(float a, float b) { return ::powf(a, b); }
+LOSSEXT_HOST_DEVICE double nonnegative_power(double a, double b) { return ::pow(a, b); }
+// exp(a) - 1 without the cancellation of exp(a) - 1 near a = 0: 1 - p_t as
+// -expm1(log p_t) keeps its relative accuracy when p_t -> 1.
+LOSSEXT_HOST_DEVICE float exponential_minus_one(float a) { return ::expm1f(a); }
+LOSSEXT_HOST_DEVICE double exponential_minus_one(double a) { return ::expm1(a); }
 
 // Which statistics a loss needs from the driver (bit flags in Loss::kNeeds).
 enum RowNeeds : unsigned {
   kSoftmax = 1u << 0,         // max_logit, sum_exp; z_j = exp(o_j - max)
   kSumExpSquared = 1u << 1,   // sum_exp_squared = sum_j exp(2 (o_j - max))
   kMaxOther = 1u << 2,        // max_other_logit, max_other_index (j != t)
-  kElementSum = 1u << 3,      // element_sum = sum_j element_value(o_j)
+  kElementSum = 1u << 3,      // element_sum = sum_{j != t} element_value(o_j)
   kSmoothingSum = 1u << 4,    // weighted_logit_sum = sum_j w_j (o_j - m), class_weight_total = sum_j w_j
   kDenseTarget = 1u << 5,     // w is a per-row (N, C) tensor; no target index
   kScaledSoftmax = 1u << 6,   // softmax of logit_scale(stats, params) * o
   kExpWeightedLogitSum = 1u << 7,  // exp_weighted_logit_sum = sum_j z_j (o_j - m)
+  kElementwiseGradient = 1u << 8,  // with kElementSum: the gradient needs no row statistic
 };
 
 // Loss::kNumTensorParams, or 0 for a loss that declares none.
@@ -115,7 +144,7 @@ struct RowStats {
   T sum_exp_squared = 0;      // S2 = sum_j exp(2 (o_j - m))  (kSumExpSquared)
   T max_other_logit = 0;      // max_{j != t} o_j, -inf if C == 1 (kMaxOther)
   int64_t max_other_index = -1;
-  T element_sum = 0;          // sum_j element_value(o_j)     (kElementSum)
+  T element_sum = 0;          // sum_{j != t} element_value(o_j) (kElementSum)
   T weighted_logit_sum = 0;   // sum_j w_j (o_j - m)          (kSmoothingSum)
   T class_weight_total = 0;   // sum_j w_j                    (kSmoothingSum)
   T target_weight = 1;        // w_t (1 without class weights)
@@ -128,9 +157,15 @@ struct RowStats {
   // log-sum-exp of the (scaled) row: lse = s m + log S. Used instead of log(softmax) so
   // that log p_t = o_t - lse stays finite when p_t underflows to zero.
   LOSSEXT_HOST_DEVICE T log_sum_exp() const { return logit_scale * max_logit + logarithm(sum_exp); }
+  // log p_t = s o_t - lse, finite when p_t underflows (o_t finite).
+  LOSSEXT_HOST_DEVICE T log_target_probability() const {
+    return logit_scale * (target_logit - max_logit) - logarithm(sum_exp);
+  }
   // p_t = exp(o_t - lse), computed from the logit so it is exact when S is large.
-  LOSSEXT_HOST_DEVICE T target_probability() const {
-    return exponential(logit_scale * (target_logit - max_logit) - logarithm(sum_exp));
+  LOSSEXT_HOST_DEVICE T target_probability() const { return exponential(log_target_probability()); }
+  // 1 - p_t = -expm1(log p_t): accurate as p_t -> 1, where 1 - p_t would cancel.
+  LOSSEXT_HOST_DEVICE T target_probability_complement() const {
+    return -exponential_minus_one(log_target_probability());
   }
   // sum_j p_j^2 = S2 / S^2
   LOSSEXT_HOST_DEVICE T sum_probability_squared() const { return sum_exp_squared / (sum_exp * sum_exp); }
@@ -153,6 +188,13 @@ struct ReductionInfo {
   LOSSEXT_HOST_DEVICE T weighted_scale() const {
     return reduction == Reduction::Mean ? T(1) / target_weight_sum : T(1);
   }
+};
+
+// The params of a loss that has none: a loss derives from NoParams as well.
+struct NoParams {
+  static constexpr int kNumParams = 0;
+  struct Params {};
+  static Params make_params(const double*) { return Params{}; }
 };
 
 template <typename T>
