@@ -498,7 +498,7 @@ def test_forward_out_writes_the_gradient_over_the_logits(spec, params):
     input, target = make_case((7, 37), 37, "cpu", torch.float32)
     logits = input.clone()
     op = getattr(torch.ops.lossext, f"{spec.name}_forward_out")
-    out = op(logits, target, None, list(params.values()), -100, 1, logits)
+    out = op(logits, target, None, list(params.values()), None, -100, 1, logits)
     x = input.double().requires_grad_(True)
     expected = spec.reference(x, target, **params)
     expected.backward()
@@ -541,9 +541,9 @@ def test_ops_check_their_params(name, params, match):
     x, t = torch.randn(4, 5), torch.tensor([0, 1, 2, 3])
     ops = torch.ops.lossext
     with pytest.raises(RuntimeError, match=match):
-        getattr(ops, f"{name}_forward")(x, t, None, params, -100, 1, False)
+        getattr(ops, f"{name}_forward")(x, t, None, params, None, -100, 1, False)
     with pytest.raises(RuntimeError, match=match):
-        getattr(ops, f"{name}_backward")(torch.ones(()), x, t, None, params, -100, 1)
+        getattr(ops, f"{name}_backward")(torch.ones(()), x, t, None, params, None, -100, 1)
 
 
 @pytest.mark.parametrize("spec,params", FIRST_CASES)

@@ -1,6 +1,6 @@
 // Scalar math for the activation headers, beside row_loss.h's where/maximum/
-// absolute/exponential: the CUDA driver runs the activations on float and
-// double, the CPU driver on double. Its float path uses the 8-wide VecF
+// absolute/exponential/exponential_minus_one: the CUDA driver runs the
+// activations on float and double, the CPU driver on double. Its float path uses the VecF
 // overloads of the same names in csrc/cpu/vec.h (exponential_minus_one,
 // hyperbolic_tangent, normal_cdf_and_density, normal_cdf), written out there
 // because libm has no vector versions.
@@ -12,8 +12,6 @@
 
 namespace lossext {
 
-LOSSEXT_HOST_DEVICE float exponential_minus_one(float a) { return ::expm1f(a); }
-LOSSEXT_HOST_DEVICE double exponential_minus_one(double a) { return ::expm1(a); }
 LOSSEXT_HOST_DEVICE float hyperbolic_tangent(float a) { return ::tanhf(a); }
 LOSSEXT_HOST_DEVICE float complementary_error(float a) { return ::erfcf(a); }
 LOSSEXT_HOST_DEVICE double complementary_error(double a) { return ::erfc(a); }
