@@ -30,6 +30,7 @@ import csv
 import os
 import statistics
 import subprocess
+import sys
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -155,6 +156,9 @@ def time_interleaved(functions: Dict[str, Callable], x, g, parameter, warmup: in
     return times
 
 
+HEADER = f"{'activation':<19} {'dtype':<9} {'impl':<9} {'ms':>8} {'spread':>7} {'GB/s':>6} {'saved MB':>9}  saves"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default="", help="comma-separated activations (default: all)")
@@ -163,15 +167,29 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--no-csv", action="store_true")
+    parser.add_argument("--quiet", action="store_true", help="no header lines (for the child processes)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run every activation in this process (default: one child process each)")
     args = parser.parse_args()
 
     names = [n for n in args.only.split(",") if n] or list(CASES)
+    if len(names) > 1 and not args.in_process:
+        # One process per activation: freed 256 MiB tensors and compiled graphs would otherwise pile up
+        # (with the steady-state malloc settings, nothing is returned to the OS) until the OOM killer comes.
+        print(f"torch {torch.__version__}, {device_label()}, lossext backend {lossext.backend()}")
+        print(HEADER, flush=True)
+        forwarded = ["--dtypes", args.dtypes, "--impls", args.impls, "--warmup", str(args.warmup), "--repeats",
+                     str(args.repeats)] + (["--no-csv"] if args.no_csv else [])
+        for name in names:
+            subprocess.run([sys.executable, os.path.abspath(__file__), "--only", name, "--in-process", "--quiet",
+                            *forwarded], check=True)
+        return
     dtypes = [getattr(torch, d) for d in args.dtypes.split(",")]
     impls = args.impls.split(",")
     rows = []
-    header = f"{'activation':<19} {'dtype':<9} {'impl':<9} {'ms':>8} {'spread':>7} {'GB/s':>6} {'saved MB':>9}  saves"
-    print(f"torch {torch.__version__}, {device_label()}, lossext backend {lossext.backend()}")
-    print(header)
+    if not args.quiet:
+        print(f"torch {torch.__version__}, {device_label()}, lossext backend {lossext.backend()}")
+        print(HEADER)
     for name in names:
         shape, channels, ours, native, reference = CASES[name]
         compiled = torch.compile(reference, fullgraph=True)
@@ -206,7 +224,8 @@ def main() -> None:
             if new_file:
                 writer.writeheader()
             writer.writerows(rows)
-        print(f"appended {len(rows)} rows to {os.path.relpath(CSV_PATH, ROOT)}")
+        if not args.quiet:
+            print(f"appended {len(rows)} rows to {os.path.relpath(CSV_PATH, ROOT)}")
 
 
 if __name__ == "__main__":

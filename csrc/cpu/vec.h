@@ -178,7 +178,6 @@ inline VecF exponential(VecF x) {
 // Scalar counterparts (libm / CUDA) are in csrc/activations/activation_math.h.
 
 inline VecMask operator|(VecMask a, VecMask b) { return VecMask{a.bits | b.bits}; }
-inline VecMask operator!=(VecF a, VecF b) { return VecMask{a.v != b.v}; }
 
 // exp(x) - 1 without the cancellation of exp(x) - 1 near 0: for |x| < 1/2 the
 // Taylor series to x^9 (the next term, x^10 / 10!, is below 3e-10 of the
