@@ -30,7 +30,9 @@ pytestmark = pytest.mark.skipif(
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 GROUP_SIZES = [32, 128, 512]  # the warp-per-row kernel, and blocks of the block-per-row kernel
 LAYOUTS = ["contiguous", "offset", "strided"]
-NUM_STATISTICS = 12  # probe_losses.h: value() returns statistic 0 .. 11
+NUM_STATISTICS = 14  # probe_losses.h: value() returns statistic 0 .. 13
+MAX_LOGIT = 0  # the CPU driver's max of a row holding NaN is unspecified (an unordered max)
+TWO_SCALE = dict(params=[0.2], tensor_params=torch.tensor([1.5, 4.0, 2.0]))
 
 
 @pytest.fixture(scope="module")
@@ -96,41 +98,39 @@ def special_targets(num_classes: int) -> torch.Tensor:
     return torch.tensor(targets).clamp(max=num_classes - 1)
 
 
-def compare(sim, loss, group_size, dtype, input, target, weight, params, ignore_index=-100):
-    """Forward (every reduction, with the fused gradient), forward_out in place and backward: the
+def compare(sim, loss, group_size, dtype, input, target, weight, params, tensor_params=None, ignore_index=-100):
+    """Forward (every reduction, with the fused gradients), forward_out in place and backward: the
     simulated CUDA driver against the CPU driver."""
+    common = (weight, params, tensor_params, ignore_index)
     for reduction in (0, 1, 2):
-        expected_loss, expected_grad = sim.cpu_forward(loss, input, target, weight, params, ignore_index, reduction,
-                                                       True)
-        actual_loss, actual_grad = sim.simulated_forward(loss, group_size, input, target, weight, params,
-                                                         ignore_index, reduction, True)
-        assert_close(actual_loss, expected_loss, dtype, msg=f"{loss} loss, reduction {reduction}")
-        assert_close(actual_grad, expected_grad, dtype, msg=f"{loss} gradient, reduction {reduction}")
-        no_grad_loss, empty = sim.simulated_forward(loss, group_size, input, target, weight, params, ignore_index,
-                                                    reduction, False)
-        assert empty.numel() == 0
-        assert_close(no_grad_loss, expected_loss, dtype, msg=f"{loss} loss without gradient, reduction {reduction}")
+        expected = sim.cpu_forward(loss, input, target, *common, reduction, True)
+        actual = sim.simulated_forward(loss, group_size, input, target, *common, reduction, True)
+        for name, a, e in zip(("loss", "gradient", "row_param_grads"), actual, expected):
+            assert_close(a, e, dtype, msg=f"{loss} {name}, reduction {reduction}")
+        no_grad_loss, empty, no_param_grads = sim.simulated_forward(loss, group_size, input, target, *common,
+                                                                    reduction, False)
+        assert empty.numel() == 0 and no_param_grads.numel() == 0
+        assert_close(no_grad_loss, expected[0], dtype, msg=f"{loss} loss without gradient, reduction {reduction}")
 
         in_place = input.contiguous().clone()
-        out_loss = sim.simulated_forward_out(loss, group_size, in_place, target, weight, params, ignore_index,
-                                             reduction, in_place)
-        assert_close(out_loss, expected_loss, dtype, msg=f"{loss} forward_out loss, reduction {reduction}")
-        assert_close(in_place, expected_grad, dtype, msg=f"{loss} gradient written over the logits")
+        out_loss = sim.simulated_forward_out(loss, group_size, in_place, target, *common, reduction, in_place)
+        assert_close(out_loss, expected[0], dtype, msg=f"{loss} forward_out loss, reduction {reduction}")
+        assert_close(in_place, expected[1], dtype, msg=f"{loss} gradient written over the logits")
 
         g = torch.Generator().manual_seed(reduction)
         shape = (input.shape[0],) if reduction == 0 else ()
         grad_output = (torch.rand(shape, generator=g, dtype=torch.float64) + 0.5).to(dtype)
-        expected = sim.cpu_backward(loss, grad_output, input, target, weight, params, ignore_index, reduction)
-        actual = sim.simulated_backward(loss, group_size, grad_output, input, target, weight, params, ignore_index,
-                                        reduction)
-        assert_close(actual, expected, dtype, msg=f"{loss} backward, reduction {reduction}")
+        expected = sim.cpu_backward(loss, grad_output, input, target, *common, reduction)
+        actual = sim.simulated_backward(loss, group_size, grad_output, input, target, *common, reduction)
+        for name, a, e in zip(("gradient", "row_param_grads"), actual, expected):
+            assert_close(a, e, dtype, msg=f"{loss} backward {name}, reduction {reduction}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("num_classes", [1, 5, 37, 1000, 3001])
 @pytest.mark.parametrize("group_size", GROUP_SIZES)
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_cross_entropy_matches_the_cpu_driver(sim, dtype, num_classes, group_size, layout):
+def test_shipped_losses_match_the_cpu_driver(sim, dtype, num_classes, group_size, layout):
     g = torch.Generator().manual_seed(num_classes)
     rows = 6
     input = in_layout((torch.randn(rows, num_classes, generator=g, dtype=torch.float64) * 4).to(dtype), layout)
@@ -146,6 +146,7 @@ def test_cross_entropy_matches_the_cpu_driver(sim, dtype, num_classes, group_siz
     probabilities = torch.rand(rows, num_classes, generator=g, dtype=torch.float64).softmax(1).to(dtype)
     compare(sim, "cross_entropy_probabilities", group_size, dtype, input, probabilities, None, [0.0])
     compare(sim, "cross_entropy_probabilities", group_size, dtype, input, probabilities, weight, [0.1])
+    compare(sim, "two_scale_cross_entropy", group_size, dtype, input, target, weight, **TWO_SCALE)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -160,13 +161,14 @@ def test_special_values_match_the_cpu_driver(sim, dtype, num_classes, group_size
     compare(sim, "cross_entropy", group_size, dtype, input, target, weight, [0.1])
     probabilities = torch.rand(rows, num_classes, dtype=torch.float64).softmax(1).to(dtype)
     compare(sim, "cross_entropy_probabilities", group_size, dtype, input, probabilities, weight, [0.1])
+    compare(sim, "two_scale_cross_entropy", group_size, dtype, input, target, None, **TWO_SCALE)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("num_classes", [1, 2, 9, 40, 1500])
 @pytest.mark.parametrize("group_size", GROUP_SIZES)
-@pytest.mark.parametrize("dense", [False, True])
-def test_every_statistic_matches_the_cpu_driver(sim, dtype, num_classes, group_size, dense):
+@pytest.mark.parametrize("probe", ["index_probe", "dense_probe", "scaled_probe"])
+def test_every_statistic_matches_the_cpu_driver(sim, dtype, num_classes, group_size, probe):
     random_rows = (torch.randn(4, num_classes, dtype=torch.float64) * 3).to(dtype)
     random_targets = torch.randint(0, num_classes, (4,))
     if num_classes == 1:
@@ -176,16 +178,23 @@ def test_every_statistic_matches_the_cpu_driver(sim, dtype, num_classes, group_s
         targets = torch.cat([random_targets, special_targets(num_classes)])
     input = in_layout(rows, "strided")
     weight = torch.linspace(0.5, 2, num_classes, dtype=torch.float64).to(dtype)
-    if dense:
-        loss, target = "dense_probe", torch.rand(input.shape, dtype=torch.float64).softmax(1).to(dtype)
+    tensor_params = torch.tensor([0.7, 1.9]) if probe == "scaled_probe" else None
+    if probe == "dense_probe":
+        target = torch.rand(input.shape, dtype=torch.float64).softmax(1).to(dtype)
     else:
-        loss, target = "index_probe", targets
+        target = targets
         target[3] = -100
+    # With a NaN in the row the CPU driver's max, and so the probes' NaN-free gradient terms
+    # exp(s (o_j - max)), are unspecified; every other statistic is NaN on both sides.
+    nan_rows = input.isnan().any(1)
     for statistic in range(NUM_STATISTICS):
         for special_index_used in (0.0, 1.0):
             params = [0.0, float(statistic), special_index_used]
-            expected, expected_grad = sim.cpu_forward(loss, input, target, weight, params, -100, 0, True)
-            actual, actual_grad = sim.simulated_forward(loss, group_size, input, target, weight, params, -100, 0,
-                                                        True)
-            assert_close(actual, expected, dtype, msg=f"statistic {statistic}")
-            assert_close(actual_grad, expected_grad, dtype, msg=f"gradient, special index used {special_index_used}")
+            expected = sim.cpu_forward(probe, input, target, weight, params, tensor_params, -100, 0, True)
+            actual = sim.simulated_forward(probe, group_size, input, target, weight, params, tensor_params, -100,
+                                           0, True)
+            compared = ~nan_rows if statistic == MAX_LOGIT else slice(None)
+            assert_close(actual[0][compared], expected[0][compared], dtype, msg=f"statistic {statistic}")
+            assert_close(actual[1][~nan_rows], expected[1][~nan_rows], dtype,
+                         msg=f"gradient, special index used {special_index_used}")
+            assert_close(actual[2], expected[2], dtype, msg="row_param_grads")

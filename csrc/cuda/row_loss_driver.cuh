@@ -9,7 +9,9 @@
 // it grows); the group combines its threads' partial statistics, every thread
 // evaluates the loss's value and gradient coefficients from the combined
 // statistics, and pass 2 reads the row again (mostly from L2) and writes the
-// gradient once, in the input's dtype. Accumulation is in float (double for
+// gradient once, in the input's dtype. (A kScaledSoftmax loss, whose softmax
+// scale depends on pass 1's statistics, reads the row once more in between,
+// for its exp sums.) Accumulation is in float (double for
 // double inputs), offsets are 64-bit, and nothing synchronises with the host:
 // the reduction's denominator is read from device memory inside the kernel.
 // The gradient may be written over the logits (<loss>_forward_out): every
@@ -127,48 +129,61 @@ LOSSEXT_HOST_DEVICE Chunk<acc_t, K> load_weights(const acc_t* weight, int64_t j)
   return w;
 }
 
+// What one pass over a row gathers. A loss's statistics come from one pass
+// (kEverything), except with kScaledSoftmax, whose scale s depends on other
+// statistics (the two-scale loss's margin): then a first pass gathers those
+// (kWithoutExpSums) and a second the sums of exp(s (o - m)), with the row's
+// max m and s known (kExpSums).
+enum class Gather { kEverything, kWithoutExpSums, kExpSums };
+
 // One thread's share of a row's statistics (the fields Loss::kNeeds asks
 // for), combinable in any order; trivially constructible so an array of them
 // can live in shared memory.
 //
-// The softmax sums are kept relative to the running max m of the elements
-// seen so far and rebased when m grows to m' (online softmax, Milakov &
-// Gimelshein 2018):
-//   sum e^{o-m'} = e^{m-m'} sum e^{o-m},   sum e^{2(o-m')} = e^{2(m-m')} sum e^{2(o-m)},
-//   sum w (o-m') = sum w (o-m) - (m'-m) sum w.
-// Elements o = -inf are kept out of these sums (they add 0 to the exp sums and
-// w * -inf to the weighted sum whatever m is) so that a thread whose elements
-// so far are all -inf has empty sums and rebasing never computes -inf - -inf.
-// The CPU driver's results for rows whose max is not finite (exp(o_j - m) is
-// NaN at the max) are restored in fill().
+// The exp sums are kept relative to the running max m of the elements seen so
+// far and rebased when m grows to m' (online softmax, Milakov & Gimelshein
+// 2018), with e = exp(s (o - m)) and r = exp(s (m - m')):
+//   sum e' = r sum e,   sum e'^2 = r^2 sum e^2,   sum w (o-m') = sum w (o-m) - (m'-m) sum w,
+//   sum e' (o-m') = r (sum e (o-m) - (m'-m) sum e).
+// Elements o = -inf are kept out of these sums (they add 0 to the exp sums,
+// w * -inf to the weighted sum and 0 * -inf = NaN to the exp-weighted sum,
+// whatever m is, as in the CPU driver), so that a thread whose elements so far
+// are all -inf has empty sums and rebasing never computes -inf - -inf. The
+// CPU driver's results for rows whose max is not finite (exp(o_j - m) is NaN
+// at the max) are restored in fill_exp_sums().
 template <class Loss, typename acc_t>
 struct RowPartial {
   static constexpr unsigned kNeeds = Loss::kNeeds;
   static constexpr bool kSoftmaxSums = (kNeeds & kSoftmax) != 0;
   static constexpr bool kSquaredSum = (kNeeds & kSumExpSquared) != 0;
   static constexpr bool kSmoothing = (kNeeds & kSmoothingSum) != 0;
+  static constexpr bool kExpWeighted = (kNeeds & kExpWeightedLogitSum) != 0;
   static constexpr bool kDense = (kNeeds & kDenseTarget) != 0;
   static constexpr bool kElements = (kNeeds & kElementSum) != 0;
   static constexpr bool kOther = (kNeeds & kMaxOther) != 0;
   // kSmoothingSum is relative to the max too.
   static constexpr bool kTracksMax = kSoftmaxSums || kSmoothing;
 
-  acc_t max_logit;              // m over the elements seen (NaN-propagating)
-  acc_t sum_exp;                // sum e^{o-m} over o != -inf
-  acc_t sum_exp_squared;        // sum e^{2(o-m)} over o != -inf
-  acc_t shifted_weighted_sum;   // sum w (o-m) over o != -inf
-  acc_t shifted_weight;         // sum w over o != -inf, to rebase the line above
-  acc_t minus_inf_weighted_sum; // sum w * o over o == -inf
-  acc_t weight_total;           // sum w over all elements (dense rows' class_weight_total)
-  acc_t element_sum;            // sum Loss::element_value(o)
-  acc_t max_other_logit;        // best candidate for max_{j != t} o_j ...
-  int64_t max_other_index;      // ... and its index, -1 while there is none
+  acc_t max_logit;                    // m over the elements seen (NaN-propagating)
+  acc_t sum_exp;                      // sum e over o != -inf
+  acc_t sum_exp_squared;              // sum e^2 over o != -inf
+  acc_t shifted_weighted_sum;         // sum w (o-m) over o != -inf
+  acc_t shifted_weight;               // sum w over o != -inf, to rebase the line above
+  acc_t exp_weighted_sum;             // sum e (o-m) over o != -inf
+  acc_t minus_inf_weighted_sum;       // sum w * o over o == -inf
+  acc_t minus_inf_exp_weighted_sum;   // sum 0 * o over o == -inf (NaN once there is one)
+  acc_t weight_total;                 // sum w over all elements (dense rows' class_weight_total)
+  acc_t element_sum;                  // sum Loss::element_value(o)
+  acc_t max_other_logit;              // best candidate for max_{j != t} o_j ...
+  int64_t max_other_index;            // ... and its index, -1 while there is none
 
-  LOSSEXT_HOST_DEVICE static RowPartial empty() {
+  // Nothing gathered yet, with the exp sums relative to max_logit (-inf for
+  // a pass that finds the max itself, the row's max for Gather::kExpSums).
+  LOSSEXT_HOST_DEVICE static RowPartial empty(acc_t max_logit = -infinity<acc_t>()) {
     RowPartial p;
-    p.max_logit = -infinity<acc_t>();
-    p.sum_exp = p.sum_exp_squared = p.shifted_weighted_sum = p.shifted_weight = acc_t(0);
-    p.minus_inf_weighted_sum = p.weight_total = p.element_sum = acc_t(0);
+    p.max_logit = max_logit;
+    p.sum_exp = p.sum_exp_squared = p.shifted_weighted_sum = p.shifted_weight = p.exp_weighted_sum = acc_t(0);
+    p.minus_inf_weighted_sum = p.minus_inf_exp_weighted_sum = p.weight_total = p.element_sum = acc_t(0);
     p.max_other_logit = -infinity<acc_t>();
     p.max_other_index = -1;
     return p;
@@ -187,40 +202,52 @@ struct RowPartial {
     return value > best || (value == best && index < best_index);
   }
 
-  // Moves the running sums to a max of new_max >= max_logit (formulas above).
-  // A running max of -inf means only -inf elements were seen: the sums are
-  // still empty and only the max moves.
-  LOSSEXT_HOST_DEVICE void rebase(acc_t new_max) {
+  // Moves the running sums to a max of new_max >= max_logit (formulas above;
+  // `scale` is s). A running max of -inf means only -inf elements were seen:
+  // the sums are still empty and only the max moves.
+  LOSSEXT_HOST_DEVICE void rebase(acc_t new_max, acc_t scale) {
     if (max_logit != -infinity<acc_t>() && new_max > max_logit) {
-      const acc_t scale = device_exp(max_logit - new_max);
-      sum_exp *= scale;
-      sum_exp_squared *= scale * scale;
-      shifted_weighted_sum -= (new_max - max_logit) * shifted_weight;
+      const acc_t shift = new_max - max_logit;
+      const acc_t factor = device_exp(-scale * shift);
+      exp_weighted_sum = factor * (exp_weighted_sum - shift * sum_exp);
+      sum_exp *= factor;
+      sum_exp_squared *= factor * factor;
+      shifted_weighted_sum -= shift * shifted_weight;
     }
     max_logit = new_max;
   }
 
-  // Adds the chunk o_j ... o_{j+K-1} with class weights w. excluded_index is
-  // the target (the index max-other skips), first_other_index the lowest
-  // index other than it.
-  template <int K>
-  LOSSEXT_HOST_DEVICE void add(int64_t j, const Chunk<acc_t, K>& o, const Chunk<acc_t, K>& w, int64_t excluded_index,
-                               int64_t first_other_index, const typename Loss::Params& params) {
-    if constexpr (kTracksMax) {
+  // Adds the chunk o_j ... o_{j+K-1} with class weights w to what kGather
+  // gathers; `scale` is the softmax's s (1 but for kScaledSoftmax).
+  // excluded_index is the target (the index max-other skips),
+  // first_other_index the lowest index other than it.
+  template <Gather kGather, int K>
+  LOSSEXT_HOST_DEVICE void add(int64_t j, const Chunk<acc_t, K>& o, const Chunk<acc_t, K>& w, acc_t scale,
+                               int64_t excluded_index, int64_t first_other_index,
+                               const typename Loss::Params& params) {
+    if constexpr (kTracksMax && kGather != Gather::kExpSums) {
       acc_t chunk_max = o.v[0];
 #pragma unroll
       for (int k = 1; k < K; ++k) chunk_max = maximum(chunk_max, o.v[k]);
-      rebase(maximum(max_logit, chunk_max));
+      if constexpr (kGather == Gather::kEverything) {
+        rebase(maximum(max_logit, chunk_max), scale);
+      } else {
+        max_logit = maximum(max_logit, chunk_max);
+      }
+    }
+    if constexpr (kTracksMax && kGather != Gather::kWithoutExpSums) {
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         if (o.v[k] == -infinity<acc_t>()) {
           if constexpr (kSmoothing) minus_inf_weighted_sum += w.v[k] * o.v[k];
+          if constexpr (kExpWeighted) minus_inf_exp_weighted_sum += acc_t(0) * o.v[k];
         } else {
           const acc_t shifted = o.v[k] - max_logit;
           if constexpr (kSoftmaxSums) {
-            const acc_t e = device_exp(shifted);
+            const acc_t e = device_exp(scale * shifted);
             sum_exp += e;
             if constexpr (kSquaredSum) sum_exp_squared += e * e;
+            if constexpr (kExpWeighted) exp_weighted_sum += e * shifted;
           }
           if constexpr (kSmoothing) {
             shifted_weighted_sum += w.v[k] * shifted;
@@ -230,11 +257,11 @@ struct RowPartial {
         if constexpr (kSmoothing && kDense) weight_total += w.v[k];
       }
     }
-    if constexpr (kElements) {
+    if constexpr (kElements && kGather != Gather::kExpSums) {
 #pragma unroll
       for (int k = 0; k < K; ++k) element_sum += Loss::element_value(o.v[k], params);
     }
-    if constexpr (kOther) {
+    if constexpr (kOther && kGather != Gather::kExpSums) {
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         const int64_t index = j + k;
@@ -247,14 +274,18 @@ struct RowPartial {
     }
   }
 
-  // Adds `other`'s softmax sums, rebased from its max to this one's.
+  // Adds `other`'s exp sums, rebased from its max to this one's. Only the
+  // one-pass gathering (s = 1) has partials with different maxima; with
+  // kScaledSoftmax every partial of the exp sums starts at the row's max.
   LOSSEXT_HOST_DEVICE void add_rebased_sums(const RowPartial& other) {
     if (other.max_logit == -infinity<acc_t>()) return;  // its sums are empty
-    const acc_t scale = device_exp(other.max_logit - max_logit);
-    if constexpr (kSoftmaxSums) sum_exp += other.sum_exp * scale;
-    if constexpr (kSquaredSum) sum_exp_squared += other.sum_exp_squared * (scale * scale);
+    const acc_t shift = max_logit - other.max_logit;
+    const acc_t factor = device_exp(-shift);
+    if constexpr (kSoftmaxSums) sum_exp += other.sum_exp * factor;
+    if constexpr (kSquaredSum) sum_exp_squared += other.sum_exp_squared * (factor * factor);
+    if constexpr (kExpWeighted) exp_weighted_sum += factor * (other.exp_weighted_sum - shift * other.sum_exp);
     if constexpr (kSmoothing) {
-      shifted_weighted_sum += other.shifted_weighted_sum - (max_logit - other.max_logit) * other.shifted_weight;
+      shifted_weighted_sum += other.shifted_weighted_sum - shift * other.shifted_weight;
       shifted_weight += other.shifted_weight;
     }
   }
@@ -269,6 +300,9 @@ struct RowPartial {
       r.add_rebased_sums(a);
       r.add_rebased_sums(b);
       if constexpr (kSmoothing) r.minus_inf_weighted_sum = a.minus_inf_weighted_sum + b.minus_inf_weighted_sum;
+      if constexpr (kExpWeighted) {
+        r.minus_inf_exp_weighted_sum = a.minus_inf_exp_weighted_sum + b.minus_inf_exp_weighted_sum;
+      }
       if constexpr (kSmoothing && kDense) r.weight_total = a.weight_total + b.weight_total;
     }
     if constexpr (kElements) r.element_sum = a.element_sum + b.element_sum;
@@ -293,6 +327,10 @@ struct RowPartial {
       p.minus_inf_weighted_sum = __shfl_xor_sync(kAllLanes, minus_inf_weighted_sum, lane_mask);
       if constexpr (kDense) p.weight_total = __shfl_xor_sync(kAllLanes, weight_total, lane_mask);
     }
+    if constexpr (kExpWeighted) {
+      p.exp_weighted_sum = __shfl_xor_sync(kAllLanes, exp_weighted_sum, lane_mask);
+      p.minus_inf_exp_weighted_sum = __shfl_xor_sync(kAllLanes, minus_inf_exp_weighted_sum, lane_mask);
+    }
     if constexpr (kElements) p.element_sum = __shfl_xor_sync(kAllLanes, element_sum, lane_mask);
     if constexpr (kOther) {
       p.max_other_logit = __shfl_xor_sync(kAllLanes, max_other_logit, lane_mask);
@@ -301,25 +339,33 @@ struct RowPartial {
     return p;
   }
 
-  // The row's statistics from the combined partials. When the row's max m is
-  // +inf, -inf or NaN, exp(o_j - m) is NaN for the maximal elements, so the
-  // CPU driver's exp sums and weighted sum are NaN; the same is returned here.
-  LOSSEXT_HOST_DEVICE void fill(RowStats<acc_t>& s) const {
-    if constexpr (kTracksMax) {
-      s.max_logit = max_logit;
-      const bool finite_max = max_logit - max_logit == acc_t(0);  // false for +-inf and NaN
-      const acc_t nan = std::numeric_limits<acc_t>::quiet_NaN();
-      if constexpr (kSoftmaxSums) s.sum_exp = finite_max ? sum_exp : nan;
-      if constexpr (kSquaredSum) s.sum_exp_squared = finite_max ? sum_exp_squared : nan;
-      if constexpr (kSmoothing) {
-        s.weighted_logit_sum = finite_max ? shifted_weighted_sum + minus_inf_weighted_sum : nan;
-        if constexpr (kDense) s.class_weight_total = weight_total;
-      }
-    }
+  // The statistics that need no exponential: the row's max, element sum and
+  // max-other logit.
+  LOSSEXT_HOST_DEVICE void fill_statistics(RowStats<acc_t>& s) const {
+    if constexpr (kTracksMax) s.max_logit = max_logit;
     if constexpr (kElements) s.element_sum = element_sum;
     if constexpr (kOther) {
       s.max_other_logit = max_other_logit;
       s.max_other_index = max_other_index;
+    }
+  }
+
+  // The sums relative to the row's max s.max_logit. When that max is +inf,
+  // -inf or NaN, exp(o_j - m) is NaN for the maximal elements, so the CPU
+  // driver's sums are NaN; the same is returned here.
+  LOSSEXT_HOST_DEVICE void fill_exp_sums(RowStats<acc_t>& s) const {
+    if constexpr (kTracksMax) {
+      const bool finite_max = s.max_logit - s.max_logit == acc_t(0);  // false for +-inf and NaN
+      const acc_t nan = std::numeric_limits<acc_t>::quiet_NaN();
+      if constexpr (kSoftmaxSums) s.sum_exp = finite_max ? sum_exp : nan;
+      if constexpr (kSquaredSum) s.sum_exp_squared = finite_max ? sum_exp_squared : nan;
+      if constexpr (kExpWeighted) {
+        s.exp_weighted_logit_sum = finite_max ? exp_weighted_sum + minus_inf_exp_weighted_sum : nan;
+      }
+      if constexpr (kSmoothing) {
+        s.weighted_logit_sum = finite_max ? shifted_weighted_sum + minus_inf_weighted_sum : nan;
+        if constexpr (kDense) s.class_weight_total = weight_total;
+      }
     }
   }
 };
@@ -384,6 +430,8 @@ struct RowLossArgs {
   acc_t* row_values;                  // (N,)
   scalar_t* grad_input;               // (N, C) contiguous, or nullptr
   bool vectorised_gradient;           // every gradient row has its input row's 16-byte alignment
+  const acc_t* tensor_params;         // the loss's learnable scalars (device memory), or nullptr
+  acc_t* row_param_grads;             // (N, kNumTensorParams), or nullptr
   int64_t rows;
   int64_t classes;
   int64_t ignore_index;
@@ -391,13 +439,14 @@ struct RowLossArgs {
 };
 
 // dl/do_j for one element: the special element (kMaxOther), the target, or
-// any other, with z_j = e_j for softmax losses and o_j otherwise.
+// any other, with z_j = e_j = exp(s (o_j - m)) for softmax losses (s = 1 but
+// for kScaledSoftmax) and o_j otherwise.
 template <class Loss, typename acc_t>
 LOSSEXT_HOST_DEVICE acc_t element_gradient_at(int64_t j, acc_t o, acc_t w, const RowStats<acc_t>& s, int64_t target,
                                               int64_t special_index,
                                               const typename Loss::template Coefficients<acc_t>& coeffs) {
   constexpr unsigned kNeeds = Loss::kNeeds;
-  const acc_t z = (kNeeds & kSoftmax) != 0 ? device_exp(o - s.max_logit) : o;
+  const acc_t z = (kNeeds & kSoftmax) != 0 ? device_exp(s.logit_scale * (o - s.max_logit)) : o;
   if constexpr ((kNeeds & kMaxOther) != 0) {
     if (j == special_index) return Loss::special_gradient(z, w, coeffs);
   }
@@ -420,8 +469,8 @@ struct RowContext {
 };
 
 // The per-row phases below are host-device so that a host simulation of a
-// group (tests/cuda_simulation/) runs the same code as the kernels;
-// run_row puts them together on the device.
+// group (tests/cuda_simulation/) runs the same code as the kernels; run_row
+// puts them together on the device.
 
 template <class Loss, typename scalar_t, typename acc_t>
 LOSSEXT_HOST_DEVICE RowContext<scalar_t, acc_t> open_row(int64_t row, const RowLossArgs<scalar_t, acc_t>& a) {
@@ -441,7 +490,8 @@ LOSSEXT_HOST_DEVICE RowContext<scalar_t, acc_t> open_row(int64_t row, const RowL
   return r;
 }
 
-// Ignored rows contribute nothing and get a zero gradient (F.nll_loss).
+// Ignored rows contribute nothing and get a zero gradient (F.nll_loss); their
+// row_param_grads stay as the op allocated them, zero.
 template <typename scalar_t, typename acc_t>
 LOSSEXT_HOST_DEVICE void clear_ignored_row(const RowContext<scalar_t, acc_t>& r,
                                            const RowLossArgs<scalar_t, acc_t>& a, int rank, int size) {
@@ -451,37 +501,33 @@ LOSSEXT_HOST_DEVICE void clear_ignored_row(const RowContext<scalar_t, acc_t>& r,
   }
 }
 
-// Pass 1 for thread `rank` of `size`: its share of every statistic, from one
-// read of its elements of the row.
-template <class Loss, typename scalar_t, typename acc_t>
+// A pass over the row for thread `rank` of `size`: its share of what kGather
+// gathers, added to `partial`, with softmax scale `scale`.
+template <class Loss, Gather kGather, typename scalar_t, typename acc_t>
 LOSSEXT_HOST_DEVICE RowPartial<Loss, acc_t> gather_row_partial(const RowContext<scalar_t, acc_t>& r,
                                                                const RowLossArgs<scalar_t, acc_t>& a,
                                                                const typename Loss::Params& params, int rank,
-                                                               int size) {
+                                                               int size, RowPartial<Loss, acc_t> partial,
+                                                               acc_t scale) {
   constexpr int kVec = 16 / sizeof(scalar_t);
   const int64_t first_other_index = r.target == 0 ? 1 : 0;
-  RowPartial<Loss, acc_t> partial = RowPartial<Loss, acc_t>::empty();
   for_each_chunk<kVec, acc_t>(r.input, a.classes, rank, size, [&](int64_t j, const auto& logits) {
     constexpr int K = std::decay_t<decltype(logits)>::kSize;
-    partial.template add<K>(j, logits, load_weights<K>(r.weight, j), r.target, first_other_index, params);
+    partial.template add<kGather, K>(j, logits, load_weights<K>(r.weight, j), scale, r.target, first_other_index,
+                                     params);
   });
   return partial;
 }
 
-// From the group's combined statistics: the row's value (thread 0 writes it)
-// and pass 2, thread `rank`'s share of the gradient, written once in the
-// input's dtype.
+// The statistics that come from the row's context rather than a pass over it.
 template <class Loss, typename scalar_t, typename acc_t>
-LOSSEXT_HOST_DEVICE void finish_row(const RowContext<scalar_t, acc_t>& r, const RowPartial<Loss, acc_t>& total,
-                                    const RowLossArgs<scalar_t, acc_t>& a, const typename Loss::Params& params,
-                                    int rank, int size) {
+LOSSEXT_HOST_DEVICE RowStats<acc_t> context_statistics(const RowContext<scalar_t, acc_t>& r,
+                                                       const RowLossArgs<scalar_t, acc_t>& a) {
   constexpr unsigned kNeeds = Loss::kNeeds;
-  constexpr bool kDense = (kNeeds & kDenseTarget) != 0;
-  constexpr int kVec = 16 / sizeof(scalar_t);
   RowStats<acc_t> s;
   s.num_classes = a.classes;
-  total.fill(s);
-  if constexpr (!kDense) {
+  s.tensor_params = a.tensor_params;
+  if constexpr ((kNeeds & kDenseTarget) == 0) {
     s.target_logit = r.target_logit;
     s.target_weight = r.weight ? r.weight[r.target] : acc_t(1);
     s.class_weight_total = a.class_weight_total ? *a.class_weight_total : static_cast<acc_t>(a.classes);
@@ -489,6 +535,19 @@ LOSSEXT_HOST_DEVICE void finish_row(const RowContext<scalar_t, acc_t>& r, const 
     // As the CPU driver, which sums a dense row's coefficients only for kSmoothingSum.
     s.class_weight_total = static_cast<acc_t>(a.classes);
   }
+  return s;
+}
+
+// From the row's statistics: the row's value (thread 0 writes it, and the
+// row's tensor-param derivatives) and pass 2, thread `rank`'s share of the
+// gradient, written once in the input's dtype.
+template <class Loss, typename scalar_t, typename acc_t>
+LOSSEXT_HOST_DEVICE void finish_row(const RowContext<scalar_t, acc_t>& r, const RowStats<acc_t>& s,
+                                    const RowLossArgs<scalar_t, acc_t>& a, const typename Loss::Params& params,
+                                    int rank, int size) {
+  constexpr unsigned kNeeds = Loss::kNeeds;
+  constexpr int kTensorParams = TensorParamCount<Loss>::value;
+  constexpr int kVec = 16 / sizeof(scalar_t);
   ReductionInfo<acc_t> reduction;
   reduction.reduction = a.reduction;
   reduction.target_weight_sum = *a.target_weight_sum;
@@ -498,6 +557,11 @@ LOSSEXT_HOST_DEVICE void finish_row(const RowContext<scalar_t, acc_t>& r, const 
   if (!r.grad) return;
 
   const acc_t upstream = a.upstream ? a.upstream[r.row * a.upstream_stride] : acc_t(1);
+  if constexpr (kTensorParams > 0) {
+    if (rank == 0) {
+      Loss::param_gradients(s, params, reduction, upstream, a.row_param_grads + r.row * kTensorParams);
+    }
+  }
   const auto coeffs = Loss::coefficients(s, params, reduction, upstream);
   int64_t special_index = -1;
   if constexpr ((kNeeds & kMaxOther) != 0) {
@@ -522,18 +586,33 @@ LOSSEXT_HOST_DEVICE void finish_row(const RowContext<scalar_t, acc_t>& r, const 
 }
 
 // One row, by the threads of `group` (a warp or a block; all of them must call
-// this with the same row).
+// this with the same row). tests/cuda_simulation/simulated_driver.cu replays
+// these steps on the host.
 template <class Loss, typename scalar_t, typename acc_t, class Group>
 __device__ __forceinline__ void run_row(int64_t row, const RowLossArgs<scalar_t, acc_t>& a,
                                         const typename Loss::Params& params, const Group& group) {
+  using Partial = RowPartial<Loss, acc_t>;
   const RowContext<scalar_t, acc_t> r = open_row<Loss>(row, a);
   if (r.ignored) {
     clear_ignored_row(r, a, group.rank, group.size);
     return;
   }
-  const RowPartial<Loss, acc_t> total =
-      group.all_reduce(gather_row_partial<Loss>(r, a, params, group.rank, group.size));
-  finish_row<Loss>(r, total, a, params, group.rank, group.size);
+  RowStats<acc_t> s = context_statistics<Loss>(r, a);
+  if constexpr ((Loss::kNeeds & kScaledSoftmax) != 0) {
+    const Partial first = group.all_reduce(gather_row_partial<Loss, Gather::kWithoutExpSums>(
+        r, a, params, group.rank, group.size, Partial::empty(), acc_t(1)));
+    first.fill_statistics(s);
+    s.logit_scale = Loss::logit_scale(s, params);
+    const Partial second = group.all_reduce(gather_row_partial<Loss, Gather::kExpSums>(
+        r, a, params, group.rank, group.size, Partial::empty(s.max_logit), s.logit_scale));
+    second.fill_exp_sums(s);
+  } else {
+    const Partial total = group.all_reduce(gather_row_partial<Loss, Gather::kEverything>(
+        r, a, params, group.rank, group.size, Partial::empty(), acc_t(1)));
+    total.fill_statistics(s);
+    total.fill_exp_sums(s);
+  }
+  finish_row<Loss>(r, s, a, params, group.rank, group.size);
 }
 
 template <class Loss, typename scalar_t, typename acc_t>
@@ -580,7 +659,7 @@ struct CudaRowLossDriver {
   template <class Loss, class Launch>
   static void with_kernel_args(const RowLossProblem& p, const at::Tensor& target_weight_sum,
                                const at::Tensor& upstream, at::Tensor& row_values, at::Tensor& grad_input,
-                               Launch&& launch) {
+                               at::Tensor& row_param_grads, Launch&& launch) {
     constexpr bool kDense = (Loss::kNeeds & kDenseTarget) != 0;
     const at::Tensor target = kDense ? at::Tensor() : p.target.to(at::kLong);
     const at::Tensor class_weight_total = p.class_weight.defined() ? p.class_weight.sum() : at::Tensor();
@@ -610,6 +689,8 @@ struct CudaRowLossDriver {
       a.classes = p.classes;
       a.ignore_index = p.ignore_index;
       a.reduction = p.reduction;
+      a.tensor_params = p.tensor_params.defined() ? p.tensor_params.data_ptr<acc_t>() : nullptr;
+      a.row_param_grads = row_param_grads.numel() > 0 ? row_param_grads.data_ptr<acc_t>() : nullptr;
       launch(a);
     });
   }
@@ -617,10 +698,10 @@ struct CudaRowLossDriver {
   template <class Loss>
   static void run(const RowLossProblem& p, const typename Loss::Params& params,
                   const at::Tensor& target_weight_sum, const at::Tensor& upstream, at::Tensor& row_values,
-                  at::Tensor& grad_input) {
+                  at::Tensor& grad_input, at::Tensor& row_param_grads) {
     if (p.rows == 0) return;
     const c10::cuda::CUDAGuard device_guard(p.input.device());
-    with_kernel_args<Loss>(p, target_weight_sum, upstream, row_values, grad_input, [&](const auto& a) {
+    const auto launch = [&](const auto& a) {
       using Args = std::decay_t<decltype(a)>;
       using scalar_t = typename Args::scalar_type;
       using acc_t = typename Args::accumulation_type;
@@ -635,7 +716,8 @@ struct CudaRowLossDriver {
             <<<static_cast<unsigned>(blocks), block_threads_for(p.classes), 0, stream>>>(a, params);
       }
       C10_CUDA_KERNEL_LAUNCH_CHECK();
-    });
+    };
+    with_kernel_args<Loss>(p, target_weight_sum, upstream, row_values, grad_input, row_param_grads, launch);
   }
 };
 

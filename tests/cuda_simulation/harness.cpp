@@ -12,20 +12,25 @@ namespace {
 
 using Cpu = cpu::CpuRowLossDriver;
 
-std::tuple<at::Tensor, at::Tensor> cpu_forward(const std::string& loss, const at::Tensor& input,
-                                               const at::Tensor& target, const c10::optional<at::Tensor>& weight,
-                                               const std::vector<double>& params, int64_t ignore_index,
-                                               int64_t reduction, bool compute_grad) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> cpu_forward(
+    const std::string& loss, const at::Tensor& input, const at::Tensor& target,
+    const c10::optional<at::Tensor>& weight, const std::vector<double>& params,
+    const c10::optional<at::Tensor>& tensor_params, int64_t ignore_index, int64_t reduction, bool compute_grad) {
   return with_loss(loss, [&](auto l) {
-    return row_loss_forward<decltype(l), Cpu>(input, target, weight, params, ignore_index, reduction, compute_grad);
+    return row_loss_forward<decltype(l), Cpu>(input, target, weight, params, tensor_params, ignore_index, reduction,
+                                              compute_grad);
   });
 }
 
-at::Tensor cpu_backward(const std::string& loss, const at::Tensor& grad_output, const at::Tensor& input,
-                        const at::Tensor& target, const c10::optional<at::Tensor>& weight,
-                        const std::vector<double>& params, int64_t ignore_index, int64_t reduction) {
+std::tuple<at::Tensor, at::Tensor> cpu_backward(const std::string& loss, const at::Tensor& grad_output,
+                                                const at::Tensor& input, const at::Tensor& target,
+                                                const c10::optional<at::Tensor>& weight,
+                                                const std::vector<double>& params,
+                                                const c10::optional<at::Tensor>& tensor_params,
+                                                int64_t ignore_index, int64_t reduction) {
   return with_loss(loss, [&](auto l) {
-    return row_loss_backward<decltype(l), Cpu>(grad_output, input, target, weight, params, ignore_index, reduction);
+    return row_loss_backward<decltype(l), Cpu>(grad_output, input, target, weight, params, tensor_params,
+                                               ignore_index, reduction);
   });
 }
 

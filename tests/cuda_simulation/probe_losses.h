@@ -7,8 +7,12 @@
 //   ordinary   u z_j + w_j
 //   target     u z_t - w_t - 1000
 //   special    u z_s + 2000 (kMaxOther, when params[2] != 0)
-// with u the upstream gradient and z_j = exp(o_j - max). params[0] is label
-// smoothing, which the op folds into the dense probe's coefficient rows.
+// with u the upstream gradient and z_j = exp(s (o_j - max)). params[0] is
+// label smoothing, which the op folds into the dense probe's coefficient rows.
+// The scaled probe (kScaledSoftmax) takes two tensor params and uses
+// s = tensor_params[o_t > max_{j != t} o_j], a scale chosen from pass-1
+// statistics as the two-scale loss's is; its per-row param derivatives are
+// (u sum_j z_j (o_j - m), u s S).
 #pragma once
 
 #include "losses/row_loss.h"
@@ -18,9 +22,11 @@ namespace testing {
 
 template <unsigned kExtraNeeds>
 struct StatisticsProbe {
-  static constexpr unsigned kNeeds = kSoftmax | kSumExpSquared | kMaxOther | kElementSum | kSmoothingSum | kExtraNeeds;
+  static constexpr unsigned kNeeds =
+      kSoftmax | kSumExpSquared | kMaxOther | kElementSum | kSmoothingSum | kExpWeightedLogitSum | kExtraNeeds;
   static constexpr const char* kName = "statistics_probe";
   static constexpr int kNumParams = 3;
+  static constexpr int kNumTensorParams = (kExtraNeeds & kScaledSoftmax) != 0 ? 2 : 0;
 
   struct Params {
     double label_smoothing;
@@ -49,8 +55,22 @@ struct StatisticsProbe {
       case 8: return s.target_logit;
       case 9: return s.target_weight;
       case 10: return static_cast<T>(s.num_classes);
-      default: return reduction.target_weight_sum;
+      case 11: return reduction.target_weight_sum;
+      case 12: return s.logit_scale;
+      default: return s.exp_weighted_logit_sum;
     }
+  }
+
+  template <typename T>
+  LOSSEXT_HOST_DEVICE static T logit_scale(const RowStats<T>& s, const Params&) {
+    return s.tensor_params[s.target_logit > s.max_other_logit ? 1 : 0];
+  }
+
+  template <typename T>
+  LOSSEXT_HOST_DEVICE static void param_gradients(const RowStats<T>& s, const Params&, const ReductionInfo<T>&,
+                                                  T upstream, T* out) {
+    out[0] = upstream * s.exp_weighted_logit_sum;
+    out[1] = upstream * s.logit_scale * s.sum_exp;
   }
 
   template <typename T>
@@ -82,6 +102,7 @@ struct StatisticsProbe {
 
 using IndexStatisticsProbe = StatisticsProbe<0>;
 using DenseStatisticsProbe = StatisticsProbe<kDenseTarget>;
+using ScaledStatisticsProbe = StatisticsProbe<kScaledSoftmax>;
 
 }  // namespace testing
 }  // namespace lossext
