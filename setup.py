@@ -73,6 +73,13 @@ if WITH_CUDA:
     sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))
     define_macros.append(("LOSSEXT_WITH_CUDA", None))
     extra_compile_args["nvcc"] = ["-std=c++20", *optimisation, "--expt-relaxed-constexpr", "-lineinfo"]
+    # ATen/cuda/CUDAContext.h includes the cuBLAS, cuSPARSE and cuSOLVER headers, which a CUDA
+    # toolkit without those libraries lacks; pip's CUDA torch has them in nvidia/cu<major>/include
+    # beside it. -isystem searches them after the toolkit's own headers.
+    site_packages = os.path.dirname(os.path.dirname(torch.__file__))
+    library_headers = os.path.join(site_packages, "nvidia", "cu" + torch.version.cuda.split(".")[0], "include")
+    if os.path.isdir(library_headers):
+        extra_compile_args["nvcc"] += ["-isystem", library_headers]
     extension = CUDAExtension
 else:
     extension = CppExtension
