@@ -61,18 +61,25 @@ optimisation = ["-O0", "-g"] if DEBUG else ["-O3"]
 # -fopenmp: at::parallel_for is inline in ATen's headers and runs its range
 # serially unless the including file is compiled with OpenMP (_OPENMP defines
 # INTRA_OP_PARALLEL); linking it resolves to the libgomp.so.1 torch has loaded.
-# -ffp-contract=fast: ISO C++ mode (-std=c++17) otherwise forbids GCC to fuse
+# -ffp-contract=fast: ISO C++ mode (-std=c++20) otherwise forbids GCC to fuse
 # a * b + c into one FMA, which doubles the cost of the vector polynomials
 # (csrc/cpu/vec.h) and rounds twice instead of once. Not -ffast-math: NaN,
 # inf and signed-zero semantics are unchanged.
-extra_compile_args = {"cxx": ["-std=c++17", *optimisation, *CPU_FLAGS, "-fopenmp", "-ffp-contract=fast"]}
+extra_compile_args = {"cxx": ["-std=c++20", *optimisation, *CPU_FLAGS, "-fopenmp", "-ffp-contract=fast"]}
 define_macros = []
 include_dirs = [os.path.join(ROOT, "csrc")]
 
 if WITH_CUDA:
     sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))
     define_macros.append(("LOSSEXT_WITH_CUDA", None))
-    extra_compile_args["nvcc"] = ["-std=c++17", *optimisation, "--expt-relaxed-constexpr", "-lineinfo"]
+    extra_compile_args["nvcc"] = ["-std=c++20", *optimisation, "--expt-relaxed-constexpr", "-lineinfo"]
+    # ATen/cuda/CUDAContext.h includes the cuBLAS, cuSPARSE and cuSOLVER headers, which a CUDA
+    # toolkit without those libraries lacks; pip's CUDA torch has them in nvidia/cu<major>/include
+    # beside it. -isystem searches them after the toolkit's own headers.
+    site_packages = os.path.dirname(os.path.dirname(torch.__file__))
+    library_headers = os.path.join(site_packages, "nvidia", "cu" + torch.version.cuda.split(".")[0], "include")
+    if os.path.isdir(library_headers):
+        extra_compile_args["nvcc"] += ["-isystem", library_headers]
     extension = CUDAExtension
 else:
     extension = CppExtension
