@@ -173,7 +173,7 @@ struct RowPartial {
   acc_t minus_inf_weighted_sum;       // sum w * o over o == -inf
   acc_t minus_inf_exp_weighted_sum;   // sum 0 * o over o == -inf (NaN once there is one)
   acc_t weight_total;                 // sum w over all elements (dense rows' class_weight_total)
-  acc_t element_sum;                  // sum Loss::element_value(o)
+  acc_t element_sum;                  // sum_{j != t} Loss::element_value(o_j)
   acc_t max_other_logit;              // best candidate for max_{j != t} o_j ...
   int64_t max_other_index;            // ... and its index, -1 while there is none
 
@@ -259,7 +259,10 @@ struct RowPartial {
     }
     if constexpr (kElements && kGather != Gather::kExpSums) {
 #pragma unroll
-      for (int k = 0; k < K; ++k) element_sum += Loss::element_value(o.v[k], params);
+      for (int k = 0; k < K; ++k) {
+        // RowStats::element_sum leaves the target out (row_loss.h).
+        if (j + k != excluded_index) element_sum += Loss::element_value(o.v[k], params);
+      }
     }
     if constexpr (kOther && kGather != Gather::kExpSums) {
 #pragma unroll
