@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Sequence
 from .cases import TARGETS
 
 COLUMNS = [
-    "run_id", "timestamp", "git_commit", "torch_version", "device", "device_name", "threads",
+    "run_id", "timestamp", "git_commit", "torch_version", "device", "device_name", "threads", "load_average",
     "environment", "allocator_settings", "default_gradient_mode",
     "loss", "rows", "classes", "dtype", "implementation", "warmup", "repeats",
     "ms_median", "ms_min", "ms_max", "first_call_s", "page_faults_median",
@@ -86,7 +86,8 @@ def format_table(rows: Sequence[Dict]) -> str:
         first = block[0]
         lines.append("")
         lines.append(f"{loss} ({n}, {c}) {dtype} on {device} [{first['device_name']}], {environment} environment "
-                     f"({first['allocator_settings']}), {first['threads']} threads, "
+                     f"({first['allocator_settings']}), {first['threads']} threads (load average "
+                     f"{first['load_average']}), "
                      f"lossext default gradient mode: {first['default_gradient_mode']}")
         lines.append(header)
         for row in block:

@@ -326,12 +326,15 @@ def run_benchmark(args: argparse.Namespace, run_id: str) -> Dict[Path, List[Dict
         with tqdm(total=total, unit="call", file=sys.stderr, dynamic_ncols=True) as progress:
             for device, case, implementations, rows, classes, dtype_name in plan:
                 progress.set_description(f"{device.type} {case.name} ({rows}, {classes}) {dtype_name}")
+                # Other people's jobs on a shared machine slow some rounds: the load says how busy it was.
+                load_before = os.getloadavg()[0]
                 if device not in copies:
                     copies[device] = copy_step(device, args.copy_mib)
                 case_rows = measure_case(case, implementations, device, rows, classes, dtype_name, args,
                                          copies[device], lambda: progress.update())
                 device_columns = {"device": device.type, "device_name": device_name(device),
-                                  "default_gradient_mode": default_modes[device]}
+                                  "default_gradient_mode": default_modes[device],
+                                  "load_average": f"{(load_before + os.getloadavg()[0]) / 2:.2f}"}
                 path = args.results_dir / f"{results_stem(device)}.csv"
                 results.setdefault(path, []).extend(
                     {**dict.fromkeys(report.COLUMNS, ""), **run_columns, **device_columns, **row} for row in case_rows)
