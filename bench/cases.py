@@ -36,8 +36,8 @@ TensorKwargs = Callable[[int, torch.device, torch.dtype], Dict[str, torch.Tensor
 
 
 def class_indices(rows: int, classes: int, device: torch.device, generator: torch.Generator) -> torch.Tensor:
-    """Uniformly random int64 class indices, no ignored rows."""
-    return torch.randint(0, classes, (rows,), generator=generator).to(device)
+    """Uniformly random int64 class indices, no ignored rows (`generator` is on `device`)."""
+    return torch.randint(0, classes, (rows,), generator=generator, device=device)
 
 
 def row_loss_kernel(op_name: str, params: Callable[[Mapping], Sequence[float]]) -> KernelCall:

@@ -41,7 +41,7 @@ def main() -> None:
     device = torch.device("cpu")
 
     logits = (2 * torch.randn(rows, classes)).to(dtype).requires_grad_()
-    target = case.make_target(rows, classes, device, torch.Generator().manual_seed(0))
+    target = case.make_target(rows, classes, device, torch.Generator(device=device).manual_seed(0))
     kwargs = dict(case.kwargs)
     detached = logits.detach()
     buffer = torch.zeros_like(detached)

@@ -151,8 +151,10 @@ def plot(rows: Sequence[Dict], path: Path) -> None:
         axis.set_xticklabels([f"{loss}\n({n}, {c}) {dtype}" for loss, n, c, dtype in cases], fontsize=8)
         axis.set_ylabel("effective GB/s (logits read + gradient written)")
         first = env_rows[0]
+        loads = [float(r["load_average"]) for r in env_rows]
         axis.set_title(f"{first['device_name']}, {first['threads']} threads, {environment} environment "
-                       f"({first['allocator_settings']})", fontsize=9)
+                       f"({first['allocator_settings']}), load average {min(loads):.1f}-{max(loads):.1f}",
+                       fontsize=9)
         axis.legend(fontsize=7, ncol=2)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

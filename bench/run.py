@@ -108,10 +108,13 @@ def _shapes(text: str) -> List[Tuple[int, int]]:
 # ---- The environment ----
 
 def environment_label(env: Dict[str, str]) -> str:
-    if all(env.get(k) == v for k, v in STEADY_STATE_ENV.items()) or env.get("THP_MEM_ALLOC_ENABLE") == "1":
+    """steady (the malloc settings above), thp (torch's hugepage allocations alone), default or custom."""
+    if all(env.get(k) == v for k, v in STEADY_STATE_ENV.items()):
         return "steady"
     if not any(k in env for k in ALLOCATOR_VARS):
         return "default"
+    if env.get("THP_MEM_ALLOC_ENABLE") == "1" and not any(k in env for k in STEADY_STATE_ENV):
+        return "thp"
     return "custom"
 
 
@@ -120,10 +123,12 @@ def allocator_settings(env: Dict[str, str]) -> str:
 
 
 def wanted_environment(default_env: bool) -> Dict[str, str]:
+    """This process's environment with the allocator variables of the run wanted: the steady state (a user's
+    THP_MEM_ALLOC_ENABLE=1 without MALLOC_* settings is kept instead, to measure it), or none of them."""
     env = {k: v for k, v in os.environ.items() if k not in ALLOCATOR_VARS}
     if not default_env:
-        if os.environ.get("THP_MEM_ALLOC_ENABLE") == "1":
-            env["THP_MEM_ALLOC_ENABLE"] = "1"  # the user's chosen steady state; keep it as it is
+        if environment_label(dict(os.environ)) == "thp":
+            env["THP_MEM_ALLOC_ENABLE"] = "1"
         else:
             env.update(STEADY_STATE_ENV)
     return env
@@ -200,8 +205,9 @@ def build_steps(case: bench_cases.LossCase, implementations: Sequence[str], devi
                 ) -> Tuple[Dict[str, Step], Dict[str, Callable[[], torch.Tensor]], List[torch.Tensor]]:
     """The timed step (forward + backward, or the kernel alone) and the forward of each implementation,
     and the tensors they take (whose storages do not count as memory saved for backward)."""
-    generator = torch.Generator().manual_seed(0)
-    logits = (2 * torch.randn(rows, classes, generator=generator)).to(device=device, dtype=dtype).requires_grad_()
+    # Drawn on the device itself: (16384, 128256) fp32 logits are 8.4 GB to generate and copy from the host.
+    generator = torch.Generator(device=device).manual_seed(0)
+    logits = (2 * torch.randn(rows, classes, generator=generator, device=device)).to(dtype).requires_grad_()
     target = case.make_target(rows, classes, device, generator)
     tensor_kwargs = case.tensor_kwargs(classes, device, dtype) if case.tensor_kwargs else {}
     kwargs = {**case.kwargs, **tensor_kwargs}
