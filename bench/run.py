@@ -297,7 +297,8 @@ def shapes_for(device: torch.device, args: argparse.Namespace) -> List[Tuple[int
 
 
 def run_benchmark(args: argparse.Namespace, run_id: str) -> Dict[Path, List[Dict]]:
-    """Measure everything `args` asks for in this process; append the rows to the CSVs; return them per CSV."""
+    """Measure everything `args` asks for in this process, appending each case's rows to its device's CSV;
+    return the rows per CSV."""
     torch.set_num_threads(args.threads)
     # The reference's argument checks call .item(), so torch.compile breaks its graph there by design;
     # the warning about it would only interleave with the progress bar.
@@ -342,16 +343,17 @@ def run_benchmark(args: argparse.Namespace, run_id: str) -> Dict[Path, List[Dict
                                   "default_gradient_mode": default_modes[device],
                                   "load_average": f"{(load_before + os.getloadavg()[0]) / 2:.2f}"}
                 path = args.results_dir / f"{results_stem(device)}.csv"
-                results.setdefault(path, []).extend(
-                    {**dict.fromkeys(report.COLUMNS, ""), **run_columns, **device_columns, **row} for row in case_rows)
+                complete_rows = [{**dict.fromkeys(report.COLUMNS, ""), **run_columns, **device_columns, **row}
+                                 for row in case_rows]
+                # Written case by case, so a run killed part-way (say, out of memory) keeps what it measured.
+                report.append_csv(path, complete_rows)
+                results.setdefault(path, []).extend(complete_rows)
                 gc.collect()
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
     finally:
         # Back to the process default (LOSSEXT_GRADIENT or the per-device choice) the lossext rows changed.
         lossext.set_gradient_mode(os.environ.get("LOSSEXT_GRADIENT") or None)
-    for path, rows in results.items():
-        report.append_csv(path, rows)
     return results
 
 
@@ -359,6 +361,8 @@ def final_report(paths: Sequence[Path], run_id: str) -> None:
     """Targets and the PNG for every CSV this run wrote, from the rows recorded under its run id."""
     for path in paths:
         rows = report.read_run(path, run_id)
+        if not rows:
+            continue
         print(report.format_targets(rows))
         png = path.with_suffix(".png")
         report.plot(rows, png)
@@ -369,23 +373,30 @@ def new_run_id() -> str:
     return datetime.datetime.now().strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
 
 
-def run_both_environments(argv: Sequence[str], args: argparse.Namespace) -> None:
+def run_both_environments(argv: Sequence[str], args: argparse.Namespace) -> int:
+    """The steady state, then the default environment, each in its own process; one report of both.
+    Returns the exit status: nonzero when either run failed (what it measured is still reported)."""
     run_id = new_run_id()
     child_argv = [a for a in argv if a != "--both-envs"] + ["--part-of-run", run_id]
+    failures = []
     for default_env in (False, True):
         command = [sys.executable, str(Path(__file__).resolve()), *child_argv] + (["--default-env"] if default_env
                                                                                   else [])
-        subprocess.run(command, env=wanted_environment(default_env), check=True)
+        status = subprocess.run(command, env=wanted_environment(default_env)).returncode
+        if status != 0:
+            failures.append(f"the {'default' if default_env else 'steady'}-environment run exited with {status}")
     stems = {results_stem(torch.device(d)) for d in args.devices}
     final_report([args.results_dir / f"{stem}.csv" for stem in sorted(stems)], run_id)
+    for failure in failures:
+        print(f"error: {failure}; its rows so far are in the CSV", file=sys.stderr)
+    return 1 if failures else 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     if args.both_envs:
-        run_both_environments(argv, args)
-        return
+        sys.exit(run_both_environments(argv, args))
     env = wanted_environment(args.default_env)
     if env != dict(os.environ):
         # glibc reads its malloc settings once, at process start: start again with the ones wanted.
