@@ -1,0 +1,1 @@
+"""Benchmarks of lossext against PyTorch and its own reference: python bench/run.py --help."""
