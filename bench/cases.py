@@ -3,15 +3,9 @@
 Adding a loss is one entry in CASES. Its fused version is `lossext.<name>` and
 its reference `lossext.reference.<name>`; the harness times both, plus
 `torch.compile` of the reference, PyTorch's own op when `native` is given, and
-the kernel alone when `kernel` is given. For example, a loss with a margin
-parameter and no PyTorch equivalent:
-
-    LossCase("hinge", kwargs={"margin": 1.0}, kernel=row_loss_kernel("hinge", lambda kw: [kw["margin"]])),
-
-and the two-scale loss, whose scales are tensors that take gradients:
-
-    LossCase("two_scale", tensor_kwargs=lambda classes, device, dtype: {
-        "r1": torch.tensor(1.0, device=device, requires_grad=True), ...}),
+the kernel alone when `kernel` is given. See CASES below: hinge passes its
+float params to its kernel, the two-scale loss its learnable scales (tensors
+that take gradients, made per case by `tensor_kwargs`).
 """
 
 from dataclasses import dataclass, field
@@ -40,19 +34,28 @@ def class_indices(rows: int, classes: int, device: torch.device, generator: torc
     return torch.randint(0, classes, (rows,), generator=generator, device=device)
 
 
-def row_loss_kernel(op_name: str, params: Callable[[Mapping], Sequence[float]]) -> KernelCall:
+def row_loss_kernel(op_name: str, params: Callable[[Mapping], Sequence[float]] = lambda kwargs: [],
+                    tensor_params: Optional[Callable[[Mapping], torch.Tensor]] = None) -> KernelCall:
     """The fused forward of row loss `op_name` writing its gradient into a preallocated buffer.
 
     `params` maps the case's kwargs to the op's float params (in the order the
-    loss header's make_params reads them).
+    loss header's make_params reads them); `tensor_params` to its learnable
+    scalars as one 1-D tensor (the two-scale loss's r1, r2, R), if it has any.
     """
 
     def run(logits: torch.Tensor, target: torch.Tensor, grad_buffer: torch.Tensor, kwargs: Mapping) -> torch.Tensor:
         op = getattr(torch.ops.lossext, f"{op_name}_forward_out")
-        return op(logits, target, kwargs.get("weight"), [float(p) for p in params(kwargs)],
+        scalars = None if tensor_params is None else tensor_params(kwargs).detach()
+        return op(logits, target, kwargs.get("weight"), [float(p) for p in params(kwargs)], scalars,
                   kwargs.get("ignore_index", -100), reduction_code(kwargs.get("reduction", "mean")), grad_buffer)
 
     return run
+
+
+def two_scale_scales(classes: int, device: torch.device, dtype: torch.dtype) -> Dict[str, torch.Tensor]:
+    """r1, r2 and R as float32 scalars that take gradients, as the paper starts them (r2 = 10 r1)."""
+    return {name: torch.tensor(value, device=device, requires_grad=True)
+            for name, value in (("r1", 1.0), ("r2", 10.0), ("norm", 1.0))}
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,20 @@ class LossCase:
 CASES: List[LossCase] = [
     LossCase("cross_entropy", native=F.cross_entropy,
              kernel=row_loss_kernel("cross_entropy", lambda kw: [kw.get("label_smoothing", 0.0)])),
+    LossCase("hinge", kwargs={"p": 2.0, "margin": 0.5},
+             kernel=row_loss_kernel("hinge", lambda kw: [kw["p"], kw["margin"]])),
+    LossCase("l1", kernel=row_loss_kernel("l1")),
+    LossCase("l2", kernel=row_loss_kernel("l2")),
+    LossCase("expectation", kernel=row_loss_kernel("expectation")),
+    LossCase("regularized_expectation", kernel=row_loss_kernel("regularized_expectation")),
+    LossCase("chebyshev", kernel=row_loss_kernel("chebyshev")),
+    LossCase("squared_log", kernel=row_loss_kernel("squared_log")),
+    LossCase("tanimoto", kernel=row_loss_kernel("tanimoto")),
+    LossCase("cauchy_schwarz", kernel=row_loss_kernel("cauchy_schwarz")),
+    LossCase("alpha_loss", kwargs={"alpha": 2.0}, kernel=row_loss_kernel("alpha_loss", lambda kw: [kw["alpha"]])),
+    LossCase("two_scale_cross_entropy", kwargs={"eta": 0.01}, tensor_kwargs=two_scale_scales,
+             kernel=row_loss_kernel("two_scale_cross_entropy", lambda kw: [kw["eta"]],
+                                    lambda kw: torch.stack([kw["r1"], kw["r2"], kw["norm"]]))),
 ]
 
 
