@@ -260,8 +260,9 @@ struct RowPartial {
     if constexpr (kElements && kGather != Gather::kExpSums) {
 #pragma unroll
       for (int k = 0; k < K; ++k) {
-        // RowStats::element_sum leaves the target out (row_loss.h).
-        if (j + k != excluded_index) element_sum += Loss::element_value(o.v[k], params);
+        // RowStats::element_sum leaves the target out (row_loss.h); dense rows
+        // have none (their excluded_index 0 is only max-other's).
+        if (kDense || j + k != excluded_index) element_sum += Loss::element_value(o.v[k], params);
       }
     }
     if constexpr (kOther && kGather != Gather::kExpSums) {
