@@ -14,6 +14,7 @@ echo "== pytest"
 
 echo "== CMake build and ctest (libtorch users' build)"
 cmake_build="$repo/build/cmake"
+mkdir -p "$repo/build"
 torch_prefix="$("$venv/bin/python" -c 'import torch; print(torch.utils.cmake_prefix_path)')"
 cmake -S "$repo" -B "$cmake_build" -DCMAKE_PREFIX_PATH="$torch_prefix" -DCMAKE_BUILD_TYPE=Release \
   -DLOSSEXT_BUILD_TESTS=ON -DLOSSEXT_WITH_CUDA=OFF > "$cmake_build.log" 2>&1 || { cat "$cmake_build.log"; exit 1; }

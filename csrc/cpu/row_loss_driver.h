@@ -45,8 +45,9 @@ struct Lane<float> {
   static void store_converted(scalar_t* p, VecF v) { store_from_float(p, v); }
   static float reduce_sum(VecF v) { return v.sum(); }
   static float reduce_max(VecF v) { return v.max(); }
-  static VecF with_lane_zeroed(VecF v, int64_t lane) {
-    v.v[lane] = 0.0f;
+  static VecF with_lane_zeroed(VecF v, int64_t lane) { return with_lane_replaced(v, lane, 0.0f); }
+  static VecF with_lane_replaced(VecF v, int64_t lane, float value) {
+    v.v[lane] = value;
     return v;
   }
 };
@@ -64,6 +65,7 @@ struct Lane<double> {
   static double reduce_sum(double v) { return v; }
   static double reduce_max(double v) { return v; }
   static double with_lane_zeroed(double, int64_t) { return 0.0; }
+  static double with_lane_replaced(double, int64_t, double value) { return value; }
 };
 
 // Everything one call of the driver reads and writes, as raw pointers.
@@ -239,17 +241,30 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
     }
 
     if constexpr ((kNeeds & kMaxOther) != 0) {
-      // The largest logit among the other classes (and its first index); -inf
-      // when the target is the only class.
-      acc_t best = -infinity<acc_t>();
+      // The largest logit among the other classes, a vector max with the
+      // target's lane set to -inf (the row is in cache after pass 1), then its
+      // first index by a scan that stops there; -inf and no index when the
+      // target is the only class. A row with NaN finds no equal element and
+      // takes the first other class: its statistics are NaN anyway.
+      const int64_t target_block = target - target % W;
+      Accumulators<kUnroll, V> other_max(V(-infinity<acc_t>()));
+      for_each_vector<kUnroll>(vector_end, W, [&](int64_t j, auto k) {
+        V x = L::load_converted(in + j);
+        if (j == target_block) x = L::with_lane_replaced(x, target - j, -infinity<acc_t>());
+        other_max.lanes[k] = unordered_maximum(other_max.lanes[k], x);
+      });
+      acc_t best = L::reduce_max(other_max.combined(larger));
+      for (int64_t j = vector_end; j < C; ++j) {
+        if (j != target) best = unordered_maximum(best, static_cast<acc_t>(in[j]));
+      }
       int64_t best_index = -1;
       for (int64_t j = 0; j < C; ++j) {
-        const acc_t x = static_cast<acc_t>(in[j]);
-        if (j != target && (x > best || best_index < 0)) {
-          best = x;
+        if (j != target && static_cast<acc_t>(in[j]) == best) {
           best_index = j;
+          break;
         }
       }
+      if (best_index < 0 && C > 1) best_index = target == 0 ? 1 : 0;
       s.max_other_logit = best;
       s.max_other_index = best_index;
     }
