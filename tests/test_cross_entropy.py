@@ -57,6 +57,30 @@ def test_probability_targets(backend, device, dtype, reduction, options, shape):
     check_matches_float64(lossext.cross_entropy, ground_truth, input, target, reduction=reduction, **kwargs)
 
 
+@pytest.mark.skipif(not lossext.extension_loaded(), reason="lossext._C is not built")
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("gradient", ["fused", "recompute"])
+@pytest.mark.parametrize("options", [dict(), dict(weight=True, label_smoothing=0.2)], ids=lambda o: "-".join(o) or "plain")
+def test_streaming_stores(monkeypatch, dtype, gradient, options):
+    # LOSSEXT_STREAMING_STORES_ABOVE=0 makes the CPU driver stream every gradient (it does so for
+    # gradients above the last-level cache); 37 classes start rows at every alignment, 64 at none
+    # but the first, and 1000 rows split into chunks on every thread.
+    monkeypatch.setenv("LOSSEXT_STREAMING_STORES_ABOVE", "0")
+    lossext.set_gradient_mode(gradient)
+    try:
+        for rows, num_classes in ((16, 37), (16, 64), (1000, 37)):
+            input, target = make_case((rows, num_classes), num_classes, "cpu", dtype)
+            kwargs = resolve(options, num_classes, "cpu", dtype)
+            check_matches_float64(lossext.cross_entropy, lambda x, t, **kw: F.cross_entropy(x, t, **float64_kwargs(kw)),
+                                  input, target, reduction="none", **kwargs)
+            probabilities = torch.rand(rows, num_classes, dtype=torch.float64).softmax(1).to(dtype)
+            check_matches_float64(lossext.cross_entropy,
+                                  lambda x, t, **kw: F.cross_entropy(x, t.double(), **float64_kwargs(kw)),
+                                  input, probabilities, reduction="none", **kwargs)
+    finally:
+        lossext.set_gradient_mode(None)
+
+
 def test_probability_target_gradient_flows_to_target(device):
     # The kernels produce no gradient for soft targets; lossext must still give one (through the reference).
     input = torch.randn(4, 6, device=device, requires_grad=True)

@@ -177,6 +177,26 @@ def test_gradient_modes_agree(device, gradient_mode, spec, params, reduction):
     assert_close(x.grad, x_ref.grad, torch.float64)
 
 
+@requires_extension
+@pytest.mark.parametrize("spec,params", CASES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("gradient", ["fused", "recompute"])
+def test_streaming_stores(monkeypatch, spec, params, dtype, gradient):
+    # Gradients above the last-level cache are written with streaming stores
+    # (csrc/cpu/row_loss_driver.h); LOSSEXT_STREAMING_STORES_ABOVE=0 forces them for small ones.
+    # C = 37 puts row starts at every alignment (single elements before the first aligned
+    # vector), C = 64 aligns every row, and 1000 rows of 37 split into chunks on every thread.
+    monkeypatch.setenv("LOSSEXT_STREAMING_STORES_ABOVE", "0")
+    lossext.set_gradient_mode(gradient)
+    try:
+        for rows, num_classes in ((16, 37), (16, 64), (1000, 37)):
+            input, target = make_case((rows, num_classes), num_classes, "cpu", dtype)
+            # Per-row losses: a mean's 1/750 would put float16 gradients among its subnormals.
+            check_matches_float64(loss(spec, params), ground_truth(spec, params), input, target, reduction="none")
+    finally:
+        lossext.set_gradient_mode(None)
+
+
 # ---- Special values and edge cases. ----
 
 INF, NAN = math.inf, math.nan

@@ -10,13 +10,18 @@
 // one read of the logits and one write of the gradient, whatever statistics
 // the loss needs. Losses whose gradient needs no row statistic
 // (kElementwiseGradient) take a single pass instead, writing each gradient as
-// its logit is read. Offsets are 64-bit.
+// its logit is read. A gradient too large for the last-level cache is written
+// with streaming stores (streaming_threshold_bytes). Offsets are 64-bit.
 #pragma once
 
 #include <ATen/Parallel.h>
 #include <ATen/ATen.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdint>
+#include <cstdlib>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -43,6 +48,8 @@ struct Lane<float> {
   static VecF load_converted(const scalar_t* p) { return load_as_float(p); }
   template <typename scalar_t>
   static void store_converted(scalar_t* p, VecF v) { store_from_float(p, v); }
+  template <typename scalar_t>
+  static void store_streaming(scalar_t* p, VecF v) { stream_from_float(p, v); }
   static float reduce_sum(VecF v) { return v.sum(); }
   static float reduce_max(VecF v) { return v.max(); }
   static VecF with_lane_zeroed(VecF v, int64_t lane) { return with_lane_replaced(v, lane, 0.0f); }
@@ -62,6 +69,8 @@ struct Lane<double> {
   static double load_converted(const scalar_t* p) { return static_cast<double>(*p); }
   template <typename scalar_t>
   static void store_converted(scalar_t* p, double v) { *p = static_cast<scalar_t>(v); }
+  template <typename scalar_t>
+  static void store_streaming(scalar_t* p, double v) { *p = static_cast<scalar_t>(v); }
   static double reduce_sum(double v) { return v; }
   static double reduce_max(double v) { return v; }
   static double with_lane_zeroed(double, int64_t) { return 0.0; }
@@ -80,6 +89,7 @@ struct RowLossPointers {
   int64_t upstream_stride;            // 0 (one value) or 1 (per row)
   acc_t* row_values;                  // (N,)
   scalar_t* grad_input;               // (N, C) contiguous, or nullptr
+  bool stream_gradient;               // write grad_input with streaming stores
   const acc_t* tensor_params;         // the loss's learnable scalars, or nullptr
   acc_t* row_param_grads;             // (N, kNumTensorParams), or nullptr
 };
@@ -116,41 +126,77 @@ struct Accumulators {
   }
 };
 
+// Gradients larger than this are written with streaming stores, which skip
+// the read-for-ownership of every line (a third of the DRAM traffic of a
+// read-logits, write-gradient pass) but leave nothing in the caches for the
+// gradient's consumer. Like glibc's memcpy, stream above 3/4 of the last-level
+// cache (64 MiB if unknown); the environment variable
+// LOSSEXT_STREAMING_STORES_ABOVE (bytes), read at every call, overrides it
+// (the tests set 0).
+inline int64_t streaming_threshold_bytes() {
+  if (const char* bytes = std::getenv("LOSSEXT_STREAMING_STORES_ABOVE")) return std::atoll(bytes);
+  static const int64_t three_quarters_of_last_level_cache = [] {
+    const long bytes = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    return bytes > 0 ? static_cast<int64_t>(bytes) / 4 * 3 : int64_t(64) << 20;
+  }();
+  return three_quarters_of_last_level_cache;
+}
+
+// Writes one row's gradient, grad[j] for j in [0, C): vector_at(j) gives the
+// elements j .. j + W - 1 and scalar_at(j) one element, each called once per
+// element in increasing j (so they may read the input that grad overwrites).
+// With `stream`, single elements are written up to the first address aligned
+// to a vector's size, then whole vectors are streamed (vec.h).
+template <typename L, typename scalar_t, typename VectorAt, typename ScalarAt>
+inline void write_gradient_row(scalar_t* grad, int64_t C, bool stream, VectorAt&& vector_at, ScalarAt&& scalar_at) {
+  constexpr int64_t W = L::kWidth;
+  int64_t j = 0;
+  if (stream) {
+    constexpr uintptr_t kAlignment = sizeof(scalar_t) * W;
+    for (; j < C && reinterpret_cast<uintptr_t>(grad + j) % kAlignment != 0; ++j) {
+      grad[j] = static_cast<scalar_t>(scalar_at(j));
+    }
+    for (; j + W <= C; j += W) L::store_streaming(grad + j, vector_at(j));
+  } else {
+    for (; j + W <= C; j += W) L::store_converted(grad + j, vector_at(j));
+  }
+  for (; j < C; ++j) grad[j] = static_cast<scalar_t>(scalar_at(j));
+}
+
 // One row of a kElementwiseGradient loss (row_loss.h) in a single pass: each
 // logit is read once and its gradient written at once, the target's last.
 // The target's logit is read before the pass, so grad may alias the input.
 // Fills s.target_logit and s.element_sum; returns the row's value().
 template <typename Loss, typename scalar_t, typename acc_t>
-acc_t run_elementwise_gradient_row(const scalar_t* in, scalar_t* grad, const acc_t* w, int64_t target, int64_t C,
-                                   RowStats<acc_t>& s, const typename Loss::Params& params,
+acc_t run_elementwise_gradient_row(const scalar_t* in, scalar_t* grad, bool stream, const acc_t* w, int64_t target,
+                                   int64_t C, RowStats<acc_t>& s, const typename Loss::Params& params,
                                    const ReductionInfo<acc_t>& reduction, acc_t upstream) {
   using L = Lane<acc_t>;
   using V = typename L::type;
   constexpr int64_t W = L::kWidth;
-  const int64_t vector_end = C - C % W;
-  const int64_t target_block = target - target % W;
   s.target_logit = static_cast<acc_t>(in[target]);
   const auto coeffs = Loss::coefficients(s, params, reduction, upstream);
-  V vsum(acc_t(0));
-  int64_t j = 0;
-  for (; j < vector_end; j += W) {
-    const V wj = w ? L::load(w + j) : V(acc_t(1));
-    V gradient;
-    V term = Loss::template element_value_and_gradient<V, acc_t>(L::load_converted(in + j), wj, coeffs, gradient);
-    if (j == target_block) term = L::with_lane_zeroed(term, target - j);
-    vsum = vsum + term;
-    L::store_converted(grad + j, gradient);
-  }
-  acc_t ssum = L::reduce_sum(vsum);
-  for (; j < C; ++j) {
-    const acc_t wj = w ? w[j] : acc_t(1);
-    acc_t gradient;
-    const acc_t term =
-        Loss::template element_value_and_gradient<acc_t, acc_t>(static_cast<acc_t>(in[j]), wj, coeffs, gradient);
-    if (j != target) ssum += term;
-    grad[j] = static_cast<scalar_t>(gradient);
-  }
-  s.element_sum = ssum;
+  V vector_sum(acc_t(0));
+  acc_t scalar_sum = 0;
+  write_gradient_row<L>(
+      grad, C, stream,
+      [&](int64_t j) {
+        const V wj = w ? L::load(w + j) : V(acc_t(1));
+        V gradient;
+        V term = Loss::template element_value_and_gradient<V, acc_t>(L::load_converted(in + j), wj, coeffs, gradient);
+        // The target's lane, if it is in this vector (unsigned: j > target wraps to a huge value).
+        if (static_cast<uint64_t>(target - j) < static_cast<uint64_t>(W)) term = L::with_lane_zeroed(term, target - j);
+        vector_sum = vector_sum + term;
+        return gradient;
+      },
+      [&](int64_t j) {
+        acc_t gradient;
+        const acc_t term = Loss::template element_value_and_gradient<acc_t, acc_t>(
+            static_cast<acc_t>(in[j]), w ? w[j] : acc_t(1), coeffs, gradient);
+        if (j != target) scalar_sum += term;
+        return gradient;
+      });
+  s.element_sum = L::reduce_sum(vector_sum) + scalar_sum;
   grad[target] = static_cast<scalar_t>(Loss::target_gradient(s.target_logit, s.target_weight, coeffs));
   return Loss::value(s, params, reduction);
 }
@@ -178,6 +224,10 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
   // exp(o_j - m) of the current row, for the gradient pass (softmax losses).
   std::vector<acc_t> exp_row(kSoftmaxLoss ? static_cast<size_t>(C) : 0);
   acc_t* e_row = exp_row.data();
+  // Pass 2 prefetches the next row when it and this row's buffers fit in L2
+  // together (2 MiB per core here, 1 MiB on most x86 cores).
+  constexpr int64_t kPrefetchRowBytes = int64_t(256) << 10;
+  const bool prefetch_next_row = C * static_cast<int64_t>(sizeof(scalar_t)) <= kPrefetchRowBytes;
 
   for (int64_t row = row_begin; row < row_end; ++row) {
     const scalar_t* in = ptr.input + row * ptr.input_row_stride;
@@ -204,8 +254,8 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
     const acc_t upstream = ptr.upstream ? ptr.upstream[row * ptr.upstream_stride] : acc_t(1);
     if constexpr ((kNeeds & kElementwiseGradient) != 0) {
       if (grad) {
-        ptr.row_values[row] =
-            run_elementwise_gradient_row<Loss>(in, grad, w, target, C, s, params, reduction, upstream);
+        ptr.row_values[row] = run_elementwise_gradient_row<Loss>(in, grad, ptr.stream_gradient, w, target, C, s,
+                                                                 params, reduction, upstream);
         continue;
       }
     }
@@ -271,6 +321,10 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
 
     // Pass 2: e_j = exp(s (o_j - m)) (s = 1 but for kScaledSoftmax), kept for
     // the gradient pass; the sums of e, e^2, e (o_j - m) and w_j (o_j - m).
+    // Meanwhile the next row is prefetched into L2, one vector's worth of
+    // bytes per vector of this row, so all of it by the end: passes 2 and 3
+    // work from cache and leave DRAM idle, and the next row's pass 1 then
+    // reads from L2 instead of waiting on DRAM.
     if constexpr (kSoftmaxLoss) {
       constexpr int kExpUnroll = 2;  // exp is the bottleneck here; two chains hide the add latency
       if constexpr ((kNeeds & kScaledSoftmax) != 0) s.logit_scale = Loss::logit_scale(s, params);
@@ -278,9 +332,15 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
       const V scale(s.logit_scale);
       Accumulators<kExpUnroll, V> sum_e(V(acc_t(0))), sum_e2(V(acc_t(0))), sum_wx(V(acc_t(0))),
           sum_w(V(acc_t(0))), sum_ex(V(acc_t(0)));
+      const char* next_row = prefetch_next_row && row + 1 < row_end
+                                 ? reinterpret_cast<const char*>(in + ptr.input_row_stride)
+                                 : nullptr;
       for_each_vector<kExpUnroll>(vector_end, W, [&](int64_t j, auto k) {
+        if (next_row) __builtin_prefetch(next_row + j * sizeof(scalar_t), /*read*/ 0, /*into L2*/ 2);
         const V shifted = L::load_converted(in + j) - m;
-        const V e = exponential((kNeeds & kScaledSoftmax) != 0 ? scale * shifted : shifted);
+        // o - m <= 0 (or NaN) takes the cheaper exp; a scaled softmax's
+        // scale is a learnable parameter of any sign, so it keeps the general one.
+        const V e = (kNeeds & kScaledSoftmax) != 0 ? exponential(scale * shifted) : exponential_nonpositive(shifted);
         L::store(e_row + j, e);
         sum_e.lanes[k] = sum_e.lanes[k] + e;
         if constexpr ((kNeeds & kSumExpSquared) != 0) sum_e2.lanes[k] = sum_e2.lanes[k] + e * e;
@@ -331,14 +391,15 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
     if constexpr ((kNeeds & kMaxOther) != 0) {
       if (s.max_other_index >= 0) z_special = z_scalar(s.max_other_index);
     }
-    for_each_vector<1>(vector_end, W, [&](int64_t j, auto) {
-      const V wj = w ? L::load(w + j) : V(acc_t(1));
-      L::store_converted(grad + j, Loss::template element_gradient<V, acc_t>(z_vector(j), wj, coeffs));
-    });
-    for (int64_t j = vector_end; j < C; ++j) {
-      const acc_t wj = w ? w[j] : acc_t(1);
-      grad[j] = static_cast<scalar_t>(Loss::template element_gradient<acc_t, acc_t>(z_scalar(j), wj, coeffs));
-    }
+    write_gradient_row<L>(
+        grad, C, ptr.stream_gradient,
+        [&](int64_t j) {
+          const V wj = w ? L::load(w + j) : V(acc_t(1));
+          return Loss::template element_gradient<V, acc_t>(z_vector(j), wj, coeffs);
+        },
+        [&](int64_t j) {
+          return Loss::template element_gradient<acc_t, acc_t>(z_scalar(j), w ? w[j] : acc_t(1), coeffs);
+        });
     if constexpr (!kDense) {
       grad[target] = static_cast<scalar_t>(Loss::target_gradient(z_target, s.target_weight, coeffs));
     }
@@ -350,6 +411,7 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
       }
     }
   }
+  if (ptr.stream_gradient) streaming_fence();  // before at::parallel_for reports this chunk done
 }
 
 struct CpuRowLossDriver {
@@ -411,6 +473,8 @@ struct CpuRowLossDriver {
         ptr.upstream_stride = (upstream.defined() && upstream.numel() > 1) ? 1 : 0;
         ptr.row_values = row_values.data_ptr<acc_t>();
         ptr.grad_input = grad_input.numel() > 0 ? grad_input.data_ptr<scalar_t>() : nullptr;
+        ptr.stream_gradient =
+            ptr.grad_input != nullptr && static_cast<int64_t>(grad_input.nbytes()) > streaming_threshold_bytes();
         ptr.tensor_params = p.tensor_params.defined() ? p.tensor_params.data_ptr<acc_t>() : nullptr;
         ptr.row_param_grads = row_param_grads.numel() > 0 ? row_param_grads.data_ptr<acc_t>() : nullptr;
         // About 64 KiB of logits per task, so small-C batches still amortise

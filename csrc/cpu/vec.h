@@ -19,7 +19,7 @@
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
-#if defined(__AVX__) || defined(__F16C__) || defined(__AVX512F__)
+#if defined(__SSE2__)
 #include <immintrin.h>
 #endif
 
@@ -290,30 +290,90 @@ inline VecF load_as_float(const c10::Half* p) {
 
 inline void store_from_float(float* p, VecF x) { x.store(p); }
 
-inline void store_from_float(c10::BFloat16* p, VecF x) {
-  // Round to nearest even, as c10::BFloat16's constructor; NaN stays a quiet NaN.
+// The 16-bit patterns of x rounded to bfloat16: to nearest even, as
+// c10::BFloat16's constructor; NaN stays a quiet NaN.
+inline uint16_vector_t bfloat16_bits(VecF x) {
   uint_vector_t bits;
   std::memcpy(&bits, &x.v, sizeof(bits));
   const uint_vector_t rounding = ((bits >> 16) & 1u) + 0x7fffu;
   uint_vector_t rounded = (bits + rounding) >> 16;
   rounded = x.v != x.v ? uint_vector_t{} + 0x7fc0u : rounded;
-  const uint16_vector_t narrow = __builtin_convertvector(rounded, uint16_vector_t);
+  return __builtin_convertvector(rounded, uint16_vector_t);
+}
+
+// The 16-bit patterns of x rounded to float16 (to nearest even, as c10::Half).
+inline uint16_vector_t half_bits(VecF x) {
+  uint16_vector_t narrow;
+#if defined(__AVX512F__)
+  __m512 wide;
+  std::memcpy(&wide, &x.v, sizeof(wide));
+  const __m256i converted = _mm512_cvtps_ph(wide, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  std::memcpy(&narrow, &converted, sizeof(narrow));
+#elif defined(__F16C__)
+  __m256 wide;
+  std::memcpy(&wide, &x.v, sizeof(wide));
+  const __m128i converted = _mm256_cvtps_ph(wide, _MM_FROUND_TO_NEAREST_INT);
+  std::memcpy(&narrow, &converted, sizeof(narrow));
+#else
+  for (int i = 0; i < VecF::kWidth; ++i) narrow[i] = c10::Half(x.v[i]).x;
+#endif
+  return narrow;
+}
+
+inline void store_from_float(c10::BFloat16* p, VecF x) {
+  const uint16_vector_t narrow = bfloat16_bits(x);
   std::memcpy(p, &narrow, sizeof(narrow));
 }
 
 inline void store_from_float(c10::Half* p, VecF x) {
+  const uint16_vector_t narrow = half_bits(x);
+  std::memcpy(p, &narrow, sizeof(narrow));
+}
+
+// ---- Streaming (non-temporal) stores, for outputs too large to stay cached. ----
+// They skip the read-for-ownership of each destination line, so writing a
+// gradient the size of the logits moves two bytes of DRAM traffic per byte
+// written plus read, not three. p must be aligned to the stored vector's size
+// (sizeof(scalar_t) * VecF::kWidth); streaming_fence() must follow before
+// another thread reads the data.
+
+template <typename Raw>
+inline void stream_raw(void* p, const Raw& raw) {
+  static_assert(sizeof(Raw) == 16 || sizeof(Raw) == 32 || sizeof(Raw) == 64, "a 16-, 32- or 64-byte vector");
 #if defined(__AVX512F__)
-  __m512 wide;
-  std::memcpy(&wide, &x.v, sizeof(wide));
-  const __m256i narrow = _mm512_cvtps_ph(wide, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), narrow);
-#elif defined(__F16C__)
-  __m256 wide;
-  std::memcpy(&wide, &x.v, sizeof(wide));
-  const __m128i narrow = _mm256_cvtps_ph(wide, _MM_FROUND_TO_NEAREST_INT);
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), narrow);
-#else
-  for (int i = 0; i < VecF::kWidth; ++i) p[i] = c10::Half(x.v[i]);
+  if constexpr (sizeof(Raw) == 64) {
+    __m512i bits;
+    std::memcpy(&bits, &raw, sizeof(bits));
+    _mm512_stream_si512(reinterpret_cast<__m512i*>(p), bits);
+    return;
+  }
+#endif
+#if defined(__AVX__)
+  if constexpr (sizeof(Raw) == 32) {
+    __m256i bits;
+    std::memcpy(&bits, &raw, sizeof(bits));
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(p), bits);
+    return;
+  }
+#endif
+#if defined(__SSE2__)
+  if constexpr (sizeof(Raw) == 16) {
+    __m128i bits;
+    std::memcpy(&bits, &raw, sizeof(bits));
+    _mm_stream_si128(reinterpret_cast<__m128i*>(p), bits);
+    return;
+  }
+#endif
+  std::memcpy(p, &raw, sizeof(raw));  // no streaming store for this width: an ordinary one
+}
+
+inline void stream_from_float(float* p, VecF x) { stream_raw(p, x.v); }
+inline void stream_from_float(c10::BFloat16* p, VecF x) { stream_raw(p, bfloat16_bits(x)); }
+inline void stream_from_float(c10::Half* p, VecF x) { stream_raw(p, half_bits(x)); }
+
+inline void streaming_fence() {
+#if defined(__SSE2__)
+  _mm_sfence();
 #endif
 }
 
@@ -379,6 +439,44 @@ inline VecF nonnegative_power(VecF a, VecF b) {
   result = flushed ? float_vector_t{} : result;
   return VecF(b.v == 0.0f ? float_vector_t{} + 1.0f : result);
 }
+
+// ---- exp of a softmax's shifted logits, x = o - max <= 0 (or NaN). ----
+
+// exponential()'s Cephes arithmetic, bit for bit on [-87, 0], without the work
+// its general domain needs: x <= 0 cannot overflow, and a NaN x stays NaN
+// through the arithmetic (the last step is a float multiply by 2^n), so one
+// select remains: x below -87 gives 0. Clamping there first means no subnormal
+// ever forms (a subnormal costs a microcode assist); e^-87 = 1.6e-38, so the
+// flushed band changes a softmax sum, which holds e^0 = 1, by at most 4e-38.
+// -inf gives 0. Pass 2 of the softmax losses runs it once per logit.
+inline VecF exponential_nonpositive(VecF x) {
+  constexpr float kLog2e = 1.44269504088896341f;
+  constexpr float kLn2Hi = 0.693359375f;
+  constexpr float kLn2Lo = -2.12194440e-4f;
+  constexpr float kFlushBelow = -87.0f;
+  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  const auto flushed = x.v < kFlushBelow;
+  const float_vector_t clamped = flushed ? float_vector_t{} + kFlushBelow : x.v;
+  const float_vector_t shifted = clamped * kLog2e + kRound;
+  const float_vector_t n = shifted - kRound;
+  const float_vector_t r = (clamped - n * kLn2Hi) - n * kLn2Lo;
+  float_vector_t poly = float_vector_t{} + 1.9875691500e-4f;
+  poly = poly * r + 1.3981999507e-3f;
+  poly = poly * r + 8.3334519073e-3f;
+  poly = poly * r + 4.1665795894e-2f;
+  poly = poly * r + 1.6666665459e-1f;
+  poly = poly * r + 5.0000001201e-1f;
+  const float_vector_t er = poly * (r * r) + r + 1.0f;
+  int_vector_t n_bits;
+  std::memcpy(&n_bits, &shifted, sizeof(n_bits));
+  const int_vector_t exponent = ((n_bits - 0x4B400000) + 127) << 23;
+  float_vector_t two_n;
+  std::memcpy(&two_n, &exponent, sizeof(two_n));
+  return VecF(flushed ? float_vector_t{} : er * two_n);
+}
+// The scalar tails and the double path take the general exp.
+inline float exponential_nonpositive(float x) { return exponential(x); }
+inline double exponential_nonpositive(double x) { return exponential(x); }
 
 }  // namespace cpu
 }  // namespace lossext
