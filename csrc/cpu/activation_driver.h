@@ -69,17 +69,26 @@ acc_t sum_lanes(typename Lane<acc_t>::type v, int64_t count) {
   return total;
 }
 
+// out[i] = fn(in[i]...) for i in [begin, end), whole vectors and then one
+// partial vector. The pointers are parameters, not a lambda's captures: held
+// in the lambda object they would be reloaded after every store (a store may
+// alias the object as far as the compiler knows), a load in the hot loop.
+template <typename acc_t, typename scalar_t, typename Fn, typename... In>
+inline void map_range(int64_t begin, int64_t end, scalar_t* out, const Fn& fn, const In*... in) {
+  using L = Lane<acc_t>;
+  constexpr int64_t W = L::kWidth;
+  int64_t i = begin;
+  for (; i + W <= end; i += W) L::store_converted(out + i, fn(L::load_converted(in + i)...));
+  if (i < end) store_partial<acc_t>(out + i, end - i, fn(load_partial<acc_t>(in + i, end - i, In(0))...));
+}
+
 // out[i] = fn(in[i]...) for i < n, fn called on lanes of acc_t.
 template <typename acc_t, typename scalar_t, typename Fn, typename... In>
 void map_elements(int64_t n, scalar_t* out, const Fn& fn, const In*... in) {
-  using L = Lane<acc_t>;
-  constexpr int64_t W = L::kWidth;
+  constexpr int64_t W = Lane<acc_t>::kWidth;
   const int64_t groups = (n + W - 1) / W;
   at::parallel_for(0, groups, kElementGrain / W, [&](int64_t group_begin, int64_t group_end) {
-    const int64_t end = std::min(group_end * W, n);
-    int64_t i = group_begin * W;
-    for (; i + W <= end; i += W) L::store_converted(out + i, fn(L::load_converted(in + i)...));
-    if (i < end) store_partial<acc_t>(out + i, end - i, fn(load_partial<acc_t>(in + i, end - i, In(0))...));
+    map_range<acc_t>(group_begin * W, std::min(group_end * W, n), out, fn, in...);
   });
 }
 
