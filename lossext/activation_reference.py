@@ -82,18 +82,24 @@ def prelu(input: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return torch.where(x > 0, x, w * negative_part).to(input.dtype)
 
 
+def non_positive_part(x: torch.Tensor) -> torch.Tensor:
+    """x where x <= 0, else 0, with gradient 1 at x = 0 itself: not x.clamp(max=0), whose gradient
+    at the bound changed between torch 2.13 (1) and 2.14 (0). Keeps expm1 away from large x."""
+    return torch.where(x <= 0, x, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
 def elu(input: torch.Tensor, alpha: float = 1.0, inplace: bool = False) -> torch.Tensor:
     """x for x > 0, alpha (e^x - 1) otherwise; NaN takes the linear branch, as in PyTorch."""
     _check_not_inplace("elu", inplace)
     x = _compute(input)
-    return torch.where(x <= 0, alpha * torch.expm1(x.clamp(max=0)), x).to(input.dtype)
+    return torch.where(x <= 0, alpha * torch.expm1(non_positive_part(x)), x).to(input.dtype)
 
 
 def selu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """scale * elu(x, alpha) with SELU's constants."""
     _check_not_inplace("selu", inplace)
     x = _compute(input)
-    return (SELU_SCALE * torch.where(x <= 0, SELU_ALPHA * torch.expm1(x.clamp(max=0)), x)).to(input.dtype)
+    return (SELU_SCALE * torch.where(x <= 0, SELU_ALPHA * torch.expm1(non_positive_part(x)), x)).to(input.dtype)
 
 
 def sigmoid(input: torch.Tensor) -> torch.Tensor:
