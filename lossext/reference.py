@@ -165,7 +165,11 @@ def two_scale_cross_entropy(
         runner_up = x.masked_fill(target_mask, float("-inf")).amax(dim=1)
         margin = x.gather(1, t[:, None])[:, 0] - runner_up
         r = torch.where(margin < eta, scale_below, scale_above)
-        log_p = log_softmax_rows((r / size)[:, None] * x)
+        # (r / R) x with -inf logits kept -inf and kept out of r's gradient, sum_j p_j x_j, where
+        # p_j = 0 meets x_j = -inf: the limit of p_j x_j is 0 (autograd would form 0 * -inf = NaN).
+        minus_inf = torch.isneginf(x)
+        scaled = torch.where(minus_inf, float("-inf"), (r / size)[:, None] * x.masked_fill(minus_inf, 0.0))
+        log_p = log_softmax_rows(scaled)
         return -w_t * log_p.gather(1, t[:, None])[:, 0]
 
     return class_index_loss("two_scale_cross_entropy", input, target, weight, ignore_index, reduction, per_row)

@@ -94,6 +94,27 @@ def test_one_class_rows_are_well_classified(backend, device):
     assert out.item() == 0 and all(torch.all(g == 0) for g in grads)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_minus_inf_logits_leave_scale_gradients_finite(backend, device, gradient_mode, dtype):
+    # A masked class (logit -inf) has p_j = 0; its term p_j (o_j - m) in the scales' gradient is
+    # taken at its limit 0, not 0 * -inf = NaN. Equal to the same rows with the masked classes
+    # removed, where the margin and softmax are unchanged.
+    x, target = logits_away_from_eta((12, 9), dtype, device)
+    masked = torch.zeros_like(x, dtype=torch.bool)
+    masked[:, 7:] = True
+    target = target % 7  # targets among the unmasked classes
+    out, grads = loss_and_grads(lossext.two_scale_cross_entropy, x.masked_fill(masked, float("-inf")), target,
+                                scales(device, dtype))
+    want_out, want_grads = loss_and_grads(lossext.reference.two_scale_cross_entropy, x[:, :7].double(), target,
+                                          scales(device), upstream_dtype=dtype)
+    assert torch.isfinite(out).all() and all(torch.isfinite(g).all() for g in grads)
+    assert_close(out, want_out, dtype)
+    assert_close(grads[0][:, :7], want_grads[0], dtype, scale=want_grads[0].abs().max().item())
+    assert torch.all(grads[0][:, 7:] == 0)
+    for got, want in zip(grads[1:], want_grads[1:]):
+        assert_close(got, want, dtype, scale=max(g.abs().item() for g in want_grads[1:]))
+
+
 def test_equal_scales_equal_cross_entropy(backend, device):
     x, target = logits_away_from_eta((16, 9), torch.float64, device)
     norm = torch.tensor(3.0, dtype=torch.float64, device=device)

@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <limits>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -349,7 +350,11 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
         L::store(e_row + j, e);
         sum_e.lanes[k] = sum_e.lanes[k] + e;
         if constexpr ((kNeeds & kSumExpSquared) != 0) sum_e2.lanes[k] = sum_e2.lanes[k] + e * e;
-        if constexpr ((kNeeds & kExpWeightedLogitSum) != 0) sum_ex.lanes[k] = sum_ex.lanes[k] + e * shifted;
+        // A -inf logit's term e (o - m) = 0 * -inf is taken at its limit, 0
+        // (e decays faster than o - m grows): shifted is raised to -FLT_MAX.
+        if constexpr ((kNeeds & kExpWeightedLogitSum) != 0) {
+          sum_ex.lanes[k] = sum_ex.lanes[k] + e * maximum(shifted, V(std::numeric_limits<acc_t>::lowest()));
+        }
         if constexpr ((kNeeds & kSmoothingSum) != 0) {
           const V wj = w ? L::load(w + j) : V(acc_t(1));
           sum_wx.lanes[k] = sum_wx.lanes[k] + wj * shifted;
@@ -365,7 +370,9 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
         e_row[j] = e;
         se += e;
         if constexpr ((kNeeds & kSumExpSquared) != 0) se2 += e * e;
-        if constexpr ((kNeeds & kExpWeightedLogitSum) != 0) sex += e * shifted;
+        if constexpr ((kNeeds & kExpWeightedLogitSum) != 0) {
+          sex += e * maximum(shifted, std::numeric_limits<acc_t>::lowest());
+        }
         if constexpr ((kNeeds & kSmoothingSum) != 0) {
           const acc_t wj = w ? w[j] : acc_t(1);
           swx += wj * shifted;

@@ -169,9 +169,8 @@ struct RowPartial {
   acc_t sum_exp_squared;              // sum e^2 over o != -inf
   acc_t shifted_weighted_sum;         // sum w (o-m) over o != -inf
   acc_t shifted_weight;               // sum w over o != -inf, to rebase the line above
-  acc_t exp_weighted_sum;             // sum e (o-m) over o != -inf
+  acc_t exp_weighted_sum;             // sum e (o-m) over o != -inf (e (o-m) -> 0 as o -> -inf)
   acc_t minus_inf_weighted_sum;       // sum w * o over o == -inf
-  acc_t minus_inf_exp_weighted_sum;   // sum 0 * o over o == -inf (NaN once there is one)
   acc_t weight_total;                 // sum w over all elements (dense rows' class_weight_total)
   acc_t element_sum;                  // sum_{j != t} Loss::element_value(o_j)
   acc_t max_other_logit;              // best candidate for max_{j != t} o_j ...
@@ -183,7 +182,7 @@ struct RowPartial {
     RowPartial p;
     p.max_logit = max_logit;
     p.sum_exp = p.sum_exp_squared = p.shifted_weighted_sum = p.shifted_weight = p.exp_weighted_sum = acc_t(0);
-    p.minus_inf_weighted_sum = p.minus_inf_exp_weighted_sum = p.weight_total = p.element_sum = acc_t(0);
+    p.minus_inf_weighted_sum = p.weight_total = p.element_sum = acc_t(0);
     p.max_other_logit = -infinity<acc_t>();
     p.max_other_index = -1;
     return p;
@@ -240,7 +239,6 @@ struct RowPartial {
       for (int k = 0; k < K; ++k) {
         if (o.v[k] == -infinity<acc_t>()) {
           if constexpr (kSmoothing) minus_inf_weighted_sum += w.v[k] * o.v[k];
-          if constexpr (kExpWeighted) minus_inf_exp_weighted_sum += acc_t(0) * o.v[k];
         } else {
           const acc_t shifted = o.v[k] - max_logit;
           if constexpr (kSoftmaxSums) {
@@ -304,9 +302,6 @@ struct RowPartial {
       r.add_rebased_sums(a);
       r.add_rebased_sums(b);
       if constexpr (kSmoothing) r.minus_inf_weighted_sum = a.minus_inf_weighted_sum + b.minus_inf_weighted_sum;
-      if constexpr (kExpWeighted) {
-        r.minus_inf_exp_weighted_sum = a.minus_inf_exp_weighted_sum + b.minus_inf_exp_weighted_sum;
-      }
       if constexpr (kSmoothing && kDense) r.weight_total = a.weight_total + b.weight_total;
     }
     if constexpr (kElements) r.element_sum = a.element_sum + b.element_sum;
@@ -331,10 +326,7 @@ struct RowPartial {
       p.minus_inf_weighted_sum = __shfl_xor_sync(kAllLanes, minus_inf_weighted_sum, lane_mask);
       if constexpr (kDense) p.weight_total = __shfl_xor_sync(kAllLanes, weight_total, lane_mask);
     }
-    if constexpr (kExpWeighted) {
-      p.exp_weighted_sum = __shfl_xor_sync(kAllLanes, exp_weighted_sum, lane_mask);
-      p.minus_inf_exp_weighted_sum = __shfl_xor_sync(kAllLanes, minus_inf_exp_weighted_sum, lane_mask);
-    }
+    if constexpr (kExpWeighted) p.exp_weighted_sum = __shfl_xor_sync(kAllLanes, exp_weighted_sum, lane_mask);
     if constexpr (kElements) p.element_sum = __shfl_xor_sync(kAllLanes, element_sum, lane_mask);
     if constexpr (kOther) {
       p.max_other_logit = __shfl_xor_sync(kAllLanes, max_other_logit, lane_mask);
@@ -363,9 +355,7 @@ struct RowPartial {
       const acc_t nan = std::numeric_limits<acc_t>::quiet_NaN();
       if constexpr (kSoftmaxSums) s.sum_exp = finite_max ? sum_exp : nan;
       if constexpr (kSquaredSum) s.sum_exp_squared = finite_max ? sum_exp_squared : nan;
-      if constexpr (kExpWeighted) {
-        s.exp_weighted_logit_sum = finite_max ? exp_weighted_sum + minus_inf_exp_weighted_sum : nan;
-      }
+      if constexpr (kExpWeighted) s.exp_weighted_logit_sum = finite_max ? exp_weighted_sum : nan;
       if constexpr (kSmoothing) {
         s.weighted_logit_sum = finite_max ? shifted_weighted_sum + minus_inf_weighted_sum : nan;
         if constexpr (kDense) s.class_weight_total = weight_total;
