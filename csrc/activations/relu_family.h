@@ -9,6 +9,8 @@ namespace lossext {
 
 // y = max(x, 0); dy/dx = 1[x > 0] = 1[y > 0].
 struct Relu {
+  static constexpr bool kLightForward = true, kLightBackward = true;
+
   template <typename T>
   struct Params {};
 
@@ -29,6 +31,8 @@ struct Relu {
 // when x > 0, so the output can stand in for the input (the op layer checks
 // s >= 0 when it is given the output).
 struct LeakyRelu {
+  static constexpr bool kLightForward = true, kLightBackward = true;
+
   template <typename T>
   struct Params {
     T negative_slope;
@@ -50,6 +54,8 @@ struct LeakyRelu {
 // the output decides as the input would. NaN fails every comparison: it stays
 // NaN forward and passes the gradient back, like hardtanh_backward.
 struct Hardtanh {
+  static constexpr bool kLightForward = true, kLightBackward = true;
+
   template <typename T>
   struct Params {
     T min_val;

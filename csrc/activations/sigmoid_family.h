@@ -15,6 +15,7 @@
 namespace lossext {
 
 struct Sigmoid {
+  static constexpr bool kLightBackward = true;  // from the output, no exp
   template <typename T>
   struct Params {};
 
@@ -29,6 +30,7 @@ struct Sigmoid {
 };
 
 struct Tanh {
+  static constexpr bool kLightBackward = true;  // from the output, no exp
   template <typename T>
   struct Params {};
 
