@@ -409,6 +409,22 @@ def test_softmax_every_dim(backend, dim, dtype, device):
         assert_close(dx, expected_dx, grad_rtol, grad_atol, f"softmax(dim={dim}) gradient vs {label}")
 
 
+@pytest.mark.skipif(not lossext.extension_loaded(), reason="lossext._C is not built")
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_streaming_stores(monkeypatch, dtype):
+    # float32 softmax rows above the cache are written with streaming stores, forward and backward;
+    # LOSSEXT_STREAMING_STORES_ABOVE=0 forces them. Rows of 37 start at every alignment (single
+    # elements before the first aligned vector), rows of 64 are aligned, 2000 rows span the threads.
+    monkeypatch.setenv("LOSSEXT_STREAMING_STORES_ABOVE", "0")
+    for shape in ((2000, 37), (40, 64)):
+        x = sample(shape, dtype, "cpu")
+        g = sample(shape, dtype, "cpu", seed=1, scale=1.0)
+        y, dx = forward_backward(lambda t: lossext.softmax(t, -1), x, g)
+        expected_y, expected_dx = upcast_reference(lambda t: F.softmax(t, -1), x, g)
+        assert_close(y, expected_y, *TOLERANCE[dtype], f"softmax streamed, {shape}")
+        assert_close(dx, expected_dx, *grad_tolerance("softmax", dtype, g), f"softmax gradient streamed, {shape}")
+
+
 def test_softmax_special_and_empty_and_strided(backend):
     rows = torch.tensor([[0.0, 1.0, float("-inf")], [float("-inf")] * 3, [float("nan"), 0.0, 1.0],
                          [float("inf"), 0.0, 1.0], [1e30, -1e30, 0.0]])

@@ -148,25 +148,26 @@ inline int64_t streaming_threshold_bytes() {
   return threshold;
 }
 
-// Writes one row's gradient, grad[j] for j in [0, C): vector_at(j) gives the
-// elements j .. j + W - 1 and scalar_at(j) one element, each called once per
-// element in increasing j (so they may read the input that grad overwrites).
-// With `stream`, single elements are written up to the first address aligned
-// to a vector's size, then whole vectors are streamed (vec.h).
+// Writes one row, out[j] for j in [0, C) (a loss's gradient, a softmax's
+// output): vector_at(j) gives the elements j .. j + W - 1 and scalar_at(j) one
+// element, each called once per element in increasing j (so they may read an
+// input that out overwrites). With `stream`, single elements are written up to
+// the first address aligned to a vector's size, then whole vectors are
+// streamed (vec.h).
 template <typename L, typename scalar_t, typename VectorAt, typename ScalarAt>
-inline void write_gradient_row(scalar_t* grad, int64_t C, bool stream, VectorAt&& vector_at, ScalarAt&& scalar_at) {
+inline void write_row(scalar_t* out, int64_t C, bool stream, VectorAt&& vector_at, ScalarAt&& scalar_at) {
   constexpr int64_t W = L::kWidth;
   int64_t j = 0;
   if (stream) {
     constexpr uintptr_t kAlignment = sizeof(scalar_t) * W;
-    for (; j < C && reinterpret_cast<uintptr_t>(grad + j) % kAlignment != 0; ++j) {
-      grad[j] = static_cast<scalar_t>(scalar_at(j));
+    for (; j < C && reinterpret_cast<uintptr_t>(out + j) % kAlignment != 0; ++j) {
+      out[j] = static_cast<scalar_t>(scalar_at(j));
     }
-    for (; j + W <= C; j += W) L::store_streaming(grad + j, vector_at(j));
+    for (; j + W <= C; j += W) L::store_streaming(out + j, vector_at(j));
   } else {
-    for (; j + W <= C; j += W) L::store_converted(grad + j, vector_at(j));
+    for (; j + W <= C; j += W) L::store_converted(out + j, vector_at(j));
   }
-  for (; j < C; ++j) grad[j] = static_cast<scalar_t>(scalar_at(j));
+  for (; j < C; ++j) out[j] = static_cast<scalar_t>(scalar_at(j));
 }
 
 // One row of a kElementwiseGradient loss (row_loss.h) in a single pass: each
@@ -184,7 +185,7 @@ acc_t run_elementwise_gradient_row(const scalar_t* in, scalar_t* grad, bool stre
   const auto coeffs = Loss::coefficients(s, params, reduction, upstream);
   V vector_sum(acc_t(0));
   acc_t scalar_sum = 0;
-  write_gradient_row<L>(
+  write_row<L>(
       grad, C, stream,
       [&](int64_t j) {
         const V wj = w ? L::load(w + j) : V(acc_t(1));
@@ -403,7 +404,7 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
     if constexpr ((kNeeds & kMaxOther) != 0) {
       if (s.max_other_index >= 0) z_special = z_scalar(s.max_other_index);
     }
-    write_gradient_row<L>(
+    write_row<L>(
         grad, C, ptr.stream_gradient,
         [&](int64_t j) {
           const V wj = w ? L::load(w + j) : V(acc_t(1));
