@@ -115,6 +115,24 @@ def test_minus_inf_logits_leave_scale_gradients_finite(backend, device, gradient
         assert_close(got, want, dtype, scale=max(g.abs().item() for g in want_grads[1:]))
 
 
+def test_nan_logits_match_reference(backend, device, gradient_mode):
+    # A NaN among the other logits makes max_{j != t} X_j NaN, as amax in the reference: the margin
+    # is NaN, "delta < eta" is false, so the row takes r2 (its gradients NaN, r1's zero). A NaN
+    # at the target does the same through X_t. Every position in a 9-class row, 16-wide vectors or not.
+    for num_classes in (9, 40):
+        x, target = logits_away_from_eta((num_classes, num_classes), torch.float32, device)
+        target = torch.zeros_like(target)
+        x[torch.arange(num_classes), torch.arange(num_classes)] = float("nan")  # row i: NaN at class i
+        out, grads = loss_and_grads(lossext.two_scale_cross_entropy, x, target, scales(device, torch.float32),
+                                    reduction="none")
+        want_out, want_grads = loss_and_grads(lossext.reference.two_scale_cross_entropy, x.double(), target,
+                                              scales(device), upstream_dtype=torch.float32, reduction="none")
+        assert torch.isnan(out).all() and torch.isnan(want_out).all()
+        for got, want in zip(grads[1:], want_grads[1:]):
+            assert torch.equal(got.isnan(), want.isnan())
+            assert_close(got.nan_to_num(), want.nan_to_num(), torch.float32)
+
+
 def test_equal_scales_equal_cross_entropy(backend, device):
     x, target = logits_away_from_eta((16, 9), torch.float64, device)
     norm = torch.tensor(3.0, dtype=torch.float64, device=device)

@@ -301,27 +301,31 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
       // The largest logit among the other classes, a vector max with the
       // target's lane set to -inf (the row is in cache after pass 1), then its
       // first index by a scan that stops there; -inf and no index when the
-      // target is the only class. A row with NaN finds no equal element and
-      // takes the first other class: its statistics are NaN anyway.
+      // target is the only class. NaN propagates, as amax in the reference
+      // (which then takes the larger scale of the two-scale loss): a NaN among
+      // the other logits is the max, at the first NaN's index.
       const int64_t target_block = target - target % W;
+      const auto propagating_larger = [](V a, V b) { return maximum(a, b); };
       Accumulators<kUnroll, V> other_max(V(-infinity<acc_t>()));
       for_each_vector<kUnroll>(vector_end, W, [&](int64_t j, auto k) {
         V x = L::load_converted(in + j);
         if (j == target_block) x = L::with_lane_replaced(x, target - j, -infinity<acc_t>());
-        other_max.lanes[k] = unordered_maximum(other_max.lanes[k], x);
+        other_max.lanes[k] = maximum(other_max.lanes[k], x);
       });
-      acc_t best = L::reduce_max(other_max.combined(larger));
+      const V combined = other_max.combined(propagating_larger);
+      acc_t best = L::reduce_max(combined);
       for (int64_t j = vector_end; j < C; ++j) {
-        if (j != target) best = unordered_maximum(best, static_cast<acc_t>(in[j]));
+        if (j != target) best = maximum(best, static_cast<acc_t>(in[j]));
       }
+      const bool best_is_nan = best != best;
       int64_t best_index = -1;
       for (int64_t j = 0; j < C; ++j) {
-        if (j != target && static_cast<acc_t>(in[j]) == best) {
+        const acc_t x = static_cast<acc_t>(in[j]);
+        if (j != target && (best_is_nan ? x != x : x == best)) {
           best_index = j;
           break;
         }
       }
-      if (best_index < 0 && C > 1) best_index = target == 0 ? 1 : 0;
       s.max_other_logit = best;
       s.max_other_index = best_index;
     }

@@ -189,15 +189,15 @@ struct RowPartial {
   }
 
   // Whether candidate (value, index) for the max-other logit beats (best,
-  // best_index). The CPU driver scans j upwards keeping the first element and
-  // then any strictly larger one, so its answer is the first non-target
-  // element if that is NaN, else the lowest index of the largest non-NaN
-  // value; add() admits a NaN candidate only at that first index, which makes
-  // this order reproduce it in any combination order.
+  // best_index). As the CPU driver (and amax in the reference), a NaN among
+  // the other logits makes the max NaN, at the first NaN's index; otherwise
+  // the lowest index of the largest value wins. The order is total, so any
+  // combination order gives the same answer.
   LOSSEXT_HOST_DEVICE static bool beats(acc_t value, int64_t index, acc_t best, int64_t best_index) {
     if (best_index < 0) return true;
-    if (value != value) return true;
-    if (best != best) return false;
+    const bool value_is_nan = value != value, best_is_nan = best != best;
+    if (value_is_nan != best_is_nan) return value_is_nan;
+    if (value_is_nan) return index < best_index;
     return value > best || (value == best && index < best_index);
   }
 
@@ -218,12 +218,10 @@ struct RowPartial {
 
   // Adds the chunk o_j ... o_{j+K-1} with class weights w to what kGather
   // gathers; `scale` is the softmax's s (1 but for kScaledSoftmax).
-  // excluded_index is the target (the index max-other skips),
-  // first_other_index the lowest index other than it.
+  // excluded_index is the target (the index max-other skips).
   template <Gather kGather, int K>
   LOSSEXT_HOST_DEVICE void add(int64_t j, const Chunk<acc_t, K>& o, const Chunk<acc_t, K>& w, acc_t scale,
-                               int64_t excluded_index, int64_t first_other_index,
-                               const typename Loss::Params& params) {
+                               int64_t excluded_index, const typename Loss::Params& params) {
     if constexpr (kTracksMax && kGather != Gather::kExpSums) {
       acc_t chunk_max = o.v[0];
 #pragma unroll
@@ -267,8 +265,7 @@ struct RowPartial {
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         const int64_t index = j + k;
-        const bool admitted = index != excluded_index && (o.v[k] == o.v[k] || index == first_other_index);
-        if (admitted && beats(o.v[k], index, max_other_logit, max_other_index)) {
+        if (index != excluded_index && beats(o.v[k], index, max_other_logit, max_other_index)) {
           max_other_logit = o.v[k];
           max_other_index = index;
         }
@@ -504,11 +501,9 @@ LOSSEXT_HOST_DEVICE RowPartial<Loss, acc_t> gather_row_partial(const RowContext<
                                                                int size, RowPartial<Loss, acc_t> partial,
                                                                acc_t scale) {
   constexpr int kVec = 16 / sizeof(scalar_t);
-  const int64_t first_other_index = r.target == 0 ? 1 : 0;
   for_each_chunk<kVec, acc_t>(r.input, a.classes, rank, size, [&](int64_t j, const auto& logits) {
     constexpr int K = std::decay_t<decltype(logits)>::kSize;
-    partial.template add<kGather, K>(j, logits, load_weights<K>(r.weight, j), scale, r.target, first_other_index,
-                                     params);
+    partial.template add<kGather, K>(j, logits, load_weights<K>(r.weight, j), scale, r.target, params);
   });
   return partial;
 }
