@@ -2,10 +2,10 @@
 // contract and csrc/activation_ops.h for the op layer above it).
 //
 // Elementwise ops are one pass over memory: each task of at::parallel_for
-// takes a range of whole 8-element groups, converts to fp32 (fp64 for double)
+// takes a range of whole vector-sized groups, converts to fp32 (fp64 for double)
 // in registers, runs the activation on VecF, and converts back. The last,
-// partial group goes through an 8-element stack buffer, so every element runs
-// the same vector code wherever it falls. Offsets are 64-bit.
+// partial group is a masked (partial) vector, so every element runs the same
+// vector code wherever it falls. Offsets are 64-bit.
 //
 // Channel ops (PReLU, Swish) view the tensor as (outer, channels, inner). Where
 // inner > 1 (or there is one parameter) the parameter is constant along runs
@@ -46,17 +46,12 @@ using accumulation_t = std::conditional_t<std::is_same_v<scalar_t, double>, doub
 // The first `count` (< width) elements at p, the other lanes set to `fill`.
 template <typename acc_t, typename scalar_t>
 typename Lane<acc_t>::type load_partial(const scalar_t* p, int64_t count, scalar_t fill) {
-  scalar_t buffer[Lane<acc_t>::kWidth];
-  std::fill(buffer, buffer + Lane<acc_t>::kWidth, fill);
-  std::copy(p, p + count, buffer);
-  return Lane<acc_t>::load_converted(buffer);
+  return Lane<acc_t>::load_partial(p, count, static_cast<acc_t>(fill));
 }
 
 template <typename acc_t, typename scalar_t>
 void store_partial(scalar_t* p, int64_t count, typename Lane<acc_t>::type v) {
-  scalar_t buffer[Lane<acc_t>::kWidth];
-  Lane<acc_t>::store_converted(buffer, v);
-  std::copy(buffer, buffer + count, p);
+  Lane<acc_t>::store_partial(p, count, v);
 }
 
 // Sum of the first `count` lanes, in lane order.
@@ -315,10 +310,10 @@ struct CpuActivationDriver {
         // Rows: max and sum are reduced across lanes. The partial last group
         // is padded with -inf, which adds e^-inf = 0 to the sum. The output
         // pass is light: streamed as map_elements does.
-        const int64_t groups = (D + W - 1) / W;
         const bool stream = stream_output<acc_t, scalar_t>(output.numel());
         at::parallel_for(0, layout.outer, std::max<int64_t>(1, kElementGrain / D), [&](int64_t begin, int64_t end) {
-          std::vector<acc_t> scratch(static_cast<size_t>(groups * W));
+          // A vector's room past the row: write_row loads whole vectors from any j < D.
+          std::vector<acc_t> scratch(static_cast<size_t>(D + W));
           acc_t* z = scratch.data();
           for (int64_t row = begin; row < end; ++row) {
             const scalar_t* in = x + row * D;
@@ -337,9 +332,7 @@ struct CpuActivationDriver {
               sum = sum + e;
             }
             const acc_t inverse_sum = acc_t(1) / L::reduce_sum(sum);
-            write_row<L>(
-                out, D, stream, [&](int64_t j) { return L::load(z + j) * V(inverse_sum); },
-                [&](int64_t j) { return z[j] * inverse_sum; });
+            write_row<L>(out, D, stream, [&](int64_t j, int64_t) { return L::load(z + j) * V(inverse_sum); });
           }
           if (stream) streaming_fence();
         });
@@ -435,16 +428,9 @@ struct CpuActivationDriver {
               dot = dot + load(g + base + j, count) * load(y + base + j, count);
             }
             const acc_t grad_dot_output = L::reduce_sum(dot);
-            write_row<L>(
-                dx + base, D, stream,
-                [&](int64_t j) {
-                  return Softmax::input_gradient(L::load_converted(g + base + j), L::load_converted(y + base + j),
-                                                 V(grad_dot_output));
-                },
-                [&](int64_t j) {
-                  return Softmax::input_gradient(static_cast<acc_t>(g[base + j]), static_cast<acc_t>(y[base + j]),
-                                                 grad_dot_output);
-                });
+            write_row<L>(dx + base, D, stream, [&](int64_t j, int64_t count) {
+              return Softmax::input_gradient(load(g + base + j, count), load(y + base + j, count), V(grad_dot_output));
+            });
           }
           if (stream) streaming_fence();
         });

@@ -34,8 +34,11 @@
 namespace lossext {
 namespace cpu {
 
-// The SIMD lane type for an accumulation type: 8 floats, or one double (the
-// double path exists for gradcheck and float64 users, not for speed).
+// The SIMD lane type for an accumulation type: 16 or 8 floats, or one double
+// (the double path exists for gradcheck and float64 users, not for speed).
+// load_partial / store_partial / keep_first handle a row's last, partial
+// vector: lanes at and past `count` load as `fill`, are not stored, and are
+// replaced by `other`.
 template <typename acc_t>
 struct Lane;
 
@@ -51,6 +54,11 @@ struct Lane<float> {
   static void store_converted(scalar_t* p, VecF v) { store_from_float(p, v); }
   template <typename scalar_t>
   static void store_streaming(scalar_t* p, VecF v) { stream_from_float(p, v); }
+  template <typename scalar_t>
+  static VecF load_partial(const scalar_t* p, int64_t count, float fill) { return load_as_float_partial(p, count, fill); }
+  template <typename scalar_t>
+  static void store_partial(scalar_t* p, int64_t count, VecF v) { store_from_float_partial(p, count, v); }
+  static VecF keep_first(int64_t count, VecF v, float other) { return where(first_lanes(count), v, VecF(other)); }
   static float reduce_sum(VecF v) { return v.sum(); }
   static float reduce_max(VecF v) { return v.max(); }
   static VecF with_lane_zeroed(VecF v, int64_t lane) { return with_lane_replaced(v, lane, 0.0f); }
@@ -72,6 +80,15 @@ struct Lane<double> {
   static void store_converted(scalar_t* p, double v) { *p = static_cast<scalar_t>(v); }
   template <typename scalar_t>
   static void store_streaming(scalar_t* p, double v) { *p = static_cast<scalar_t>(v); }
+  template <typename scalar_t>
+  static double load_partial(const scalar_t* p, int64_t count, double fill) {
+    return count > 0 ? static_cast<double>(*p) : fill;
+  }
+  template <typename scalar_t>
+  static void store_partial(scalar_t* p, int64_t count, double v) {
+    if (count > 0) *p = static_cast<scalar_t>(v);
+  }
+  static double keep_first(int64_t count, double v, double other) { return count > 0 ? v : other; }
   static double reduce_sum(double v) { return v; }
   static double reduce_max(double v) { return v; }
   static double with_lane_zeroed(double, int64_t) { return 0.0; }
@@ -149,25 +166,26 @@ inline int64_t streaming_threshold_bytes() {
 }
 
 // Writes one row, out[j] for j in [0, C) (a loss's gradient, a softmax's
-// output): vector_at(j) gives the elements j .. j + W - 1 and scalar_at(j) one
-// element, each called once per element in increasing j (so they may read an
-// input that out overwrites). With `stream`, single elements are written up to
-// the first address aligned to a vector's size, then whole vectors are
-// streamed (vec.h).
-template <typename L, typename scalar_t, typename VectorAt, typename ScalarAt>
-inline void write_row(scalar_t* out, int64_t C, bool stream, VectorAt&& vector_at, ScalarAt&& scalar_at) {
+// output): vector_at(j, count) gives the elements j .. j + count - 1 in its
+// first lanes (count = W but at the row's ends), called once per vector in
+// increasing j (so it may read an input that out overwrites). With `stream`,
+// a partial vector is written up to the first address aligned to a vector's
+// size, then whole vectors are streamed (vec.h).
+template <typename L, typename scalar_t, typename VectorAt>
+inline void write_row(scalar_t* out, int64_t C, bool stream, VectorAt&& vector_at) {
   constexpr int64_t W = L::kWidth;
   int64_t j = 0;
   if (stream) {
-    constexpr uintptr_t kAlignment = sizeof(scalar_t) * W;
-    for (; j < C && reinterpret_cast<uintptr_t>(out + j) % kAlignment != 0; ++j) {
-      out[j] = static_cast<scalar_t>(scalar_at(j));
+    const int64_t past_alignment = static_cast<int64_t>(reinterpret_cast<uintptr_t>(out) / sizeof(scalar_t) % W);
+    if (past_alignment != 0) {
+      j = std::min(W - past_alignment, C);
+      L::store_partial(out, j, vector_at(int64_t(0), j));
     }
-    for (; j + W <= C; j += W) L::store_streaming(out + j, vector_at(j));
+    for (; j + W <= C; j += W) L::store_streaming(out + j, vector_at(j, W));
   } else {
-    for (; j + W <= C; j += W) L::store_converted(out + j, vector_at(j));
+    for (; j + W <= C; j += W) L::store_converted(out + j, vector_at(j, W));
   }
-  for (; j < C; ++j) out[j] = static_cast<scalar_t>(scalar_at(j));
+  if (j < C) L::store_partial(out + j, C - j, vector_at(j, C - j));
 }
 
 // One row of a kElementwiseGradient loss (row_loss.h) in a single pass: each
@@ -183,27 +201,18 @@ acc_t run_elementwise_gradient_row(const scalar_t* in, scalar_t* grad, bool stre
   constexpr int64_t W = L::kWidth;
   s.target_logit = static_cast<acc_t>(in[target]);
   const auto coeffs = Loss::coefficients(s, params, reduction, upstream);
-  V vector_sum(acc_t(0));
-  acc_t scalar_sum = 0;
-  write_row<L>(
-      grad, C, stream,
-      [&](int64_t j) {
-        const V wj = w ? L::load(w + j) : V(acc_t(1));
-        V gradient;
-        V term = Loss::template element_value_and_gradient<V, acc_t>(L::load_converted(in + j), wj, coeffs, gradient);
-        // The target's lane, if it is in this vector (unsigned: j > target wraps to a huge value).
-        if (static_cast<uint64_t>(target - j) < static_cast<uint64_t>(W)) term = L::with_lane_zeroed(term, target - j);
-        vector_sum = vector_sum + term;
-        return gradient;
-      },
-      [&](int64_t j) {
-        acc_t gradient;
-        const acc_t term = Loss::template element_value_and_gradient<acc_t, acc_t>(
-            static_cast<acc_t>(in[j]), w ? w[j] : acc_t(1), coeffs, gradient);
-        if (j != target) scalar_sum += term;
-        return gradient;
-      });
-  s.element_sum = L::reduce_sum(vector_sum) + scalar_sum;
+  V sum(acc_t(0));
+  write_row<L>(grad, C, stream, [&](int64_t j, int64_t count) {
+    const V wj = w ? L::load_partial(w + j, count, acc_t(0)) : V(acc_t(1));
+    V gradient;
+    V term = Loss::template element_value_and_gradient<V, acc_t>(L::load_partial(in + j, count, acc_t(0)), wj,
+                                                                  coeffs, gradient);
+    // The target's lane, if it is in this vector (unsigned: j > target wraps to a huge value).
+    if (static_cast<uint64_t>(target - j) < static_cast<uint64_t>(W)) term = L::with_lane_zeroed(term, target - j);
+    sum = sum + (count == W ? term : L::keep_first(count, term, acc_t(0)));
+    return gradient;
+  });
+  s.element_sum = L::reduce_sum(sum);
   grad[target] = static_cast<scalar_t>(Loss::target_gradient(s.target_logit, s.target_weight, coeffs));
   return Loss::value(s, params, reduction);
 }
@@ -224,12 +233,18 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
   constexpr int64_t W = L::kWidth;
   constexpr int kUnroll = 4;
   const int64_t C = num_classes;
+  // Whole vectors up to vector_end; then the row's last `tail` classes (fewer
+  // than W) take one partial vector step (Lane::load_partial and keep_first),
+  // so a row shorter than a vector is one vector step, not C scalar ones.
   const int64_t vector_end = C - C % W;
+  const int64_t tail = C - vector_end;
   const auto add = [](V a, V b) { return a + b; };
   const auto larger = [](V a, V b) { return unordered_maximum(a, b); };
 
-  // exp(o_j - m) of the current row, for the gradient pass (softmax losses).
-  std::vector<acc_t> exp_row(kSoftmaxLoss ? static_cast<size_t>(C) : 0);
+  // exp(o_j - m) of the current row, for the gradient pass (softmax losses),
+  // with a vector's room past the end: pass 3 loads whole vectors from any
+  // j < C (write_row's partial vectors at the row's ends).
+  std::vector<acc_t> exp_row(kSoftmaxLoss ? static_cast<size_t>(C + W) : 0);
   acc_t* e_row = exp_row.data();
   // Pass 2 prefetches the next row when it and this row's buffers fit in L2
   // together (2 MiB per core here, 1 MiB on most x86 cores).
@@ -276,13 +291,15 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
       for_each_vector<kUnroll>(vector_end, W, [&](int64_t j, auto k) {
         row_max.lanes[k] = unordered_maximum(row_max.lanes[k], L::load_converted(in + j));
       });
-      acc_t m = L::reduce_max(row_max.combined(larger));
-      for (int64_t j = vector_end; j < C; ++j) m = unordered_maximum(m, static_cast<acc_t>(in[j]));
-      s.max_logit = m;
+      if (tail > 0) {
+        row_max.lanes[0] =
+            unordered_maximum(row_max.lanes[0], L::load_partial(in + vector_end, tail, -infinity<acc_t>()));
+      }
+      s.max_logit = L::reduce_max(row_max.combined(larger));
     }
     if constexpr ((kNeeds & kElementSum) != 0) {
       // The first class of the vector block holding the target; -1 when there
-      // is no target (dense losses). A target in the scalar tail matches no block.
+      // is no target (dense losses).
       const int64_t target_block = kDense ? -1 : target - target % W;
       Accumulators<kUnroll, V> sum(V(acc_t(0)));
       for_each_vector<kUnroll>(vector_end, W, [&](int64_t j, auto k) {
@@ -290,11 +307,13 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
         if (j == target_block) term = L::with_lane_zeroed(term, target - j);
         sum.lanes[k] = sum.lanes[k] + term;
       });
-      acc_t total = L::reduce_sum(sum.combined(add));
-      for (int64_t j = vector_end; j < C; ++j) {
-        if (kDense || j != target) total += Loss::element_value(static_cast<acc_t>(in[j]), params);
+      if (tail > 0) {
+        V term = L::keep_first(tail, Loss::element_value(L::load_partial(in + vector_end, tail, acc_t(0)), params),
+                               acc_t(0));
+        if (vector_end == target_block) term = L::with_lane_zeroed(term, target - vector_end);
+        sum.lanes[0] = sum.lanes[0] + term;
       }
-      s.element_sum = total;
+      s.element_sum = L::reduce_sum(sum.combined(add));
     }
 
     if constexpr ((kNeeds & kMaxOther) != 0) {
@@ -312,11 +331,12 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
         if (j == target_block) x = L::with_lane_replaced(x, target - j, -infinity<acc_t>());
         other_max.lanes[k] = maximum(other_max.lanes[k], x);
       });
-      const V combined = other_max.combined(propagating_larger);
-      acc_t best = L::reduce_max(combined);
-      for (int64_t j = vector_end; j < C; ++j) {
-        if (j != target) best = maximum(best, static_cast<acc_t>(in[j]));
+      if (tail > 0) {
+        V x = L::load_partial(in + vector_end, tail, -infinity<acc_t>());
+        if (vector_end == target_block) x = L::with_lane_replaced(x, target - vector_end, -infinity<acc_t>());
+        other_max.lanes[0] = maximum(other_max.lanes[0], x);
       }
+      const acc_t best = L::reduce_max(other_max.combined(propagating_larger));
       const bool best_is_nan = best != best;
       int64_t best_index = -1;
       for (int64_t j = 0; j < C; ++j) {
@@ -346,12 +366,16 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
       const char* next_row = prefetch_next_row && row + 1 < row_end
                                  ? reinterpret_cast<const char*>(in + ptr.input_row_stride)
                                  : nullptr;
-      for_each_vector<kExpUnroll>(vector_end, W, [&](int64_t j, auto k) {
-        if (next_row) __builtin_prefetch(next_row + j * sizeof(scalar_t), /*read*/ 0, /*into L2*/ 2);
-        const V shifted = L::load_converted(in + j) - m;
+      // One vector of the pass into accumulator k; `count` < W only for the
+      // tail, whose padding lanes (logit -inf) are kept out of every sum.
+      const auto exp_step = [&](int64_t j, int64_t count, auto k) {
+        const bool partial = count < W;
+        const V logits = partial ? L::load_partial(in + j, count, -infinity<acc_t>()) : L::load_converted(in + j);
+        const V shifted = logits - m;
         // o - m <= 0 (or NaN) takes the cheaper exp; a scaled softmax's
         // scale is a learnable parameter of any sign, so it keeps the general one.
-        const V e = (kNeeds & kScaledSoftmax) != 0 ? exponential(scale * shifted) : exponential_nonpositive(shifted);
+        V e = (kNeeds & kScaledSoftmax) != 0 ? exponential(scale * shifted) : exponential_nonpositive(shifted);
+        if (partial) e = L::keep_first(count, e, acc_t(0));  // a row of -inf or +inf has NaN padding
         L::store(e_row + j, e);
         sum_e.lanes[k] = sum_e.lanes[k] + e;
         if constexpr ((kNeeds & kSumExpSquared) != 0) sum_e2.lanes[k] = sum_e2.lanes[k] + e * e;
@@ -361,29 +385,20 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
           sum_ex.lanes[k] = sum_ex.lanes[k] + e * maximum(shifted, V(std::numeric_limits<acc_t>::lowest()));
         }
         if constexpr ((kNeeds & kSmoothingSum) != 0) {
-          const V wj = w ? L::load(w + j) : V(acc_t(1));
-          sum_wx.lanes[k] = sum_wx.lanes[k] + wj * shifted;
-          if constexpr (kDense) sum_w.lanes[k] = sum_w.lanes[k] + wj;
+          const V wj = w ? (partial ? L::load_partial(w + j, count, acc_t(0)) : L::load(w + j)) : V(acc_t(1));
+          const V weighted = wj * shifted;
+          sum_wx.lanes[k] = sum_wx.lanes[k] + (partial ? L::keep_first(count, weighted, acc_t(0)) : weighted);
+          if constexpr (kDense) sum_w.lanes[k] = sum_w.lanes[k] + wj;  // padding loads 0
         }
+      };
+      for_each_vector<kExpUnroll>(vector_end, W, [&](int64_t j, auto k) {
+        if (next_row) __builtin_prefetch(next_row + j * sizeof(scalar_t), /*read*/ 0, /*into L2*/ 2);
+        exp_step(j, W, k);
       });
-      acc_t se = L::reduce_sum(sum_e.combined(add)), se2 = L::reduce_sum(sum_e2.combined(add));
-      acc_t swx = L::reduce_sum(sum_wx.combined(add)), sw = L::reduce_sum(sum_w.combined(add));
-      acc_t sex = L::reduce_sum(sum_ex.combined(add));
-      for (int64_t j = vector_end; j < C; ++j) {
-        const acc_t shifted = static_cast<acc_t>(in[j]) - s.max_logit;
-        const acc_t e = exponential((kNeeds & kScaledSoftmax) != 0 ? s.logit_scale * shifted : shifted);
-        e_row[j] = e;
-        se += e;
-        if constexpr ((kNeeds & kSumExpSquared) != 0) se2 += e * e;
-        if constexpr ((kNeeds & kExpWeightedLogitSum) != 0) {
-          sex += e * maximum(shifted, std::numeric_limits<acc_t>::lowest());
-        }
-        if constexpr ((kNeeds & kSmoothingSum) != 0) {
-          const acc_t wj = w ? w[j] : acc_t(1);
-          swx += wj * shifted;
-          if constexpr (kDense) sw += wj;
-        }
-      }
+      if (tail > 0) exp_step(vector_end, tail, std::integral_constant<int, 0>{});
+      const acc_t se = L::reduce_sum(sum_e.combined(add)), se2 = L::reduce_sum(sum_e2.combined(add));
+      const acc_t swx = L::reduce_sum(sum_wx.combined(add)), sw = L::reduce_sum(sum_w.combined(add));
+      const acc_t sex = L::reduce_sum(sum_ex.combined(add));
       s.sum_exp = se;
       s.sum_exp_squared = se2;
       s.weighted_logit_sum = swx;
@@ -401,22 +416,20 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
     // softmax losses and the logit otherwise; reading the logit at j before
     // writing the gradient at j keeps this right when grad aliases the input.
     const auto coeffs = Loss::coefficients(s, params, reduction, upstream);
-    const auto z_vector = [&](int64_t j) { return kSoftmaxLoss ? L::load(e_row + j) : L::load_converted(in + j); };
+    const auto z_vector = [&](int64_t j, int64_t count) {
+      if constexpr (kSoftmaxLoss) return L::load(e_row + j);  // padded to a whole vector
+      return count == W ? L::load_converted(in + j) : L::load_partial(in + j, count, acc_t(0));
+    };
     const auto z_scalar = [&](int64_t j) { return kSoftmaxLoss ? e_row[j] : static_cast<acc_t>(in[j]); };
     const acc_t z_target = kDense ? acc_t(0) : z_scalar(target);
     acc_t z_special = 0;
     if constexpr ((kNeeds & kMaxOther) != 0) {
       if (s.max_other_index >= 0) z_special = z_scalar(s.max_other_index);
     }
-    write_row<L>(
-        grad, C, ptr.stream_gradient,
-        [&](int64_t j) {
-          const V wj = w ? L::load(w + j) : V(acc_t(1));
-          return Loss::template element_gradient<V, acc_t>(z_vector(j), wj, coeffs);
-        },
-        [&](int64_t j) {
-          return Loss::template element_gradient<acc_t, acc_t>(z_scalar(j), w ? w[j] : acc_t(1), coeffs);
-        });
+    write_row<L>(grad, C, ptr.stream_gradient, [&](int64_t j, int64_t count) {
+      const V wj = w ? (count == W ? L::load(w + j) : L::load_partial(w + j, count, acc_t(0))) : V(acc_t(1));
+      return Loss::template element_gradient<V, acc_t>(z_vector(j, count), wj, coeffs);
+    });
     if constexpr (!kDense) {
       grad[target] = static_cast<scalar_t>(Loss::target_gradient(z_target, s.target_weight, coeffs));
     }

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
@@ -328,6 +329,61 @@ inline void store_from_float(c10::BFloat16* p, VecF x) {
 inline void store_from_float(c10::Half* p, VecF x) {
   const uint16_vector_t narrow = half_bits(x);
   std::memcpy(p, &narrow, sizeof(narrow));
+}
+
+// ---- Partial vectors: the first `count` lanes, 0 <= count <= kWidth. ----
+// For a row's last, partial vector, so the tail runs the same vector code as
+// the rest (and a row shorter than a vector takes one vector step, not C
+// scalar ones). Masked loads and stores (AVX-512 BW) touch no memory past
+// p + count; elsewhere a stack buffer stands in.
+
+inline VecMask first_lanes(int64_t count) {
+  int_vector_t lane;
+  for (int i = 0; i < VecF::kWidth; ++i) lane[i] = i;
+  return VecMask{lane < static_cast<int32_t>(count)};
+}
+
+template <typename scalar_t>
+inline VecF load_as_float_partial(const scalar_t* p, int64_t count, float fill) {
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+  const __mmask16 mask = static_cast<__mmask16>((1u << count) - 1u);
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    const __m512 loaded = _mm512_mask_loadu_ps(_mm512_set1_ps(fill), mask, p);
+    float_vector_t r;
+    std::memcpy(&r, &loaded, sizeof(r));
+    return VecF(r);
+  } else {
+    const __m256i raw = _mm256_maskz_loadu_epi16(mask, p);
+    scalar_t narrow[VecF::kWidth];
+    std::memcpy(narrow, &raw, sizeof(narrow));
+    return where(first_lanes(count), load_as_float(narrow), VecF(fill));
+  }
+#else
+  scalar_t buffer[VecF::kWidth];
+  for (int i = 0; i < VecF::kWidth; ++i) buffer[i] = i < count ? p[i] : static_cast<scalar_t>(fill);
+  return load_as_float(buffer);
+#endif
+}
+
+template <typename scalar_t>
+inline void store_from_float_partial(scalar_t* p, int64_t count, VecF x) {
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+  const __mmask16 mask = static_cast<__mmask16>((1u << count) - 1u);
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    __m512 wide;
+    std::memcpy(&wide, &x.v, sizeof(wide));
+    _mm512_mask_storeu_ps(p, mask, wide);
+  } else {
+    const uint16_vector_t narrow = std::is_same_v<scalar_t, c10::BFloat16> ? bfloat16_bits(x) : half_bits(x);
+    __m256i bits;
+    std::memcpy(&bits, &narrow, sizeof(bits));
+    _mm256_mask_storeu_epi16(p, mask, bits);
+  }
+#else
+  scalar_t buffer[VecF::kWidth];
+  store_from_float(buffer, x);
+  for (int64_t i = 0; i < count; ++i) p[i] = buffer[i];
+#endif
 }
 
 // ---- Streaming (non-temporal) stores, for outputs too large to stay cached. ----
