@@ -66,7 +66,7 @@ acc_t sum_lanes(typename Lane<acc_t>::type v, int64_t count) {
 
 // out[i] = fn(in[i]...) for i in [begin, end), whole vectors and partial
 // ones at the ends. With `stream`, whole vectors go out as streaming stores
-// (see streaming_threshold_bytes in row_loss_driver.h), after a partial vector
+// (see use_streaming_stores in row_loss_driver.h), after a partial vector
 // up to the first address they may use. The pointers are parameters, not a
 // lambda's captures: held in the lambda object they would be reloaded after
 // every store (a store may alias the object as far as the compiler knows).
@@ -109,16 +109,16 @@ constexpr bool light_backward() {
 // (bfloat16) measured slower here: Hardtanh forward+backward on 2^26 bfloat16
 // elements 43 ms streamed, 33 ms not; float32 38-40 ms streamed, 50-53 ms not.
 template <typename acc_t, typename scalar_t>
-bool stream_output(int64_t numel) {
+bool stream_output(const scalar_t* out, int64_t numel) {
   constexpr bool kFullLineStores = sizeof(scalar_t) * Lane<acc_t>::kWidth >= 64;
-  return kFullLineStores && numel * static_cast<int64_t>(sizeof(scalar_t)) > streaming_threshold_bytes();
+  return kFullLineStores && numel > 0 && use_streaming_stores(out, numel * static_cast<int64_t>(sizeof(scalar_t)));
 }
 
 template <typename acc_t, typename scalar_t, typename Fn, typename... In>
 void map_elements(int64_t n, bool light, scalar_t* out, const Fn& fn, const In*... in) {
   constexpr int64_t W = Lane<acc_t>::kWidth;
   const int64_t groups = (n + W - 1) / W;
-  const bool stream = light && stream_output<acc_t, scalar_t>(n);
+  const bool stream = light && stream_output<acc_t>(out, n);
   at::parallel_for(0, groups, kElementGrain / W, [&](int64_t group_begin, int64_t group_end) {
     map_range<acc_t>(group_begin * W, std::min(group_end * W, n), stream, out, fn, in...);
   });
@@ -310,7 +310,7 @@ struct CpuActivationDriver {
         // Rows: max and sum are reduced across lanes. The partial last group
         // is padded with -inf, which adds e^-inf = 0 to the sum. The output
         // pass is light: streamed as map_elements does.
-        const bool stream = stream_output<acc_t, scalar_t>(output.numel());
+        const bool stream = stream_output<acc_t>(y, output.numel());
         at::parallel_for(0, layout.outer, std::max<int64_t>(1, kElementGrain / D), [&](int64_t begin, int64_t end) {
           // A vector's room past the row: write_row loads whole vectors from any j < D.
           std::vector<acc_t> scratch(static_cast<size_t>(D + W));
@@ -418,7 +418,7 @@ struct CpuActivationDriver {
       if (inner == 1) {
         // Rows: <g, y> across lanes (padding adds 0 * 0), then y (g - <g, y>),
         // streamed as the forward's output.
-        const bool stream = stream_output<acc_t, scalar_t>(grad_input.numel());
+        const bool stream = stream_output<acc_t>(dx, grad_input.numel());
         at::parallel_for(0, layout.outer, std::max<int64_t>(1, kElementGrain / D), [&](int64_t begin, int64_t end) {
           for (int64_t row = begin; row < end; ++row) {
             const int64_t base = row * D;

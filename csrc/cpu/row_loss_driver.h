@@ -11,12 +11,13 @@
 // the loss needs. Losses whose gradient needs no row statistic
 // (kElementwiseGradient) take a single pass instead, writing each gradient as
 // its logit is read. A gradient too large for the last-level cache is written
-// with streaming stores (streaming_threshold_bytes). Offsets are 64-bit.
+// with streaming stores (use_streaming_stores). Offsets are 64-bit.
 #pragma once
 
 #include <ATen/Parallel.h>
 #include <ATen/ATen.h>
 
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -55,7 +56,9 @@ struct Lane<float> {
   template <typename scalar_t>
   static void store_streaming(scalar_t* p, VecF v) { stream_from_float(p, v); }
   template <typename scalar_t>
-  static VecF load_partial(const scalar_t* p, int64_t count, float fill) { return load_as_float_partial(p, count, fill); }
+  static VecF load_partial(const scalar_t* p, int64_t count, float fill) {
+    return load_as_float_partial(p, count, fill);
+  }
   template <typename scalar_t>
   static void store_partial(scalar_t* p, int64_t count, VecF v) { store_from_float_partial(p, count, v); }
   static VecF keep_first(int64_t count, VecF v, float other) { return where(first_lanes(count), v, VecF(other)); }
@@ -144,25 +147,43 @@ struct Accumulators {
   }
 };
 
-// Gradients larger than this are written with streaming stores, which skip
-// the read-for-ownership of every line (a third of the DRAM traffic of a
-// read-logits, write-gradient pass) but leave nothing in the caches for the
-// gradient's consumer. Like glibc's memcpy, stream above 3/4 of the
-// last-level cache, but at most 24 MiB: sysconf reports the whole socket's
-// cache (480 MiB on this project's 2-core VM), not the share a core can count
-// on. Measured there, cross-entropy with C = 4000, fp32 and bf16: ordinary
-// stores 7-10% faster up to 16 MiB of gradient, streaming 13-19% faster at
-// 32 MiB and 10-56% above. The environment variable
-// LOSSEXT_STREAMING_STORES_ABOVE (bytes), read at every call, overrides it
-// (the tests set 0).
-inline int64_t streaming_threshold_bytes() {
-  if (const char* bytes = std::getenv("LOSSEXT_STREAMING_STORES_ABOVE")) return std::atoll(bytes);
+// Whether to write `bytes` of output at `out` with streaming stores, which
+// skip the read-for-ownership of every line (a third of the DRAM traffic of
+// a read-logits, write-gradient pass) but leave nothing in the caches for the
+// output's consumer. Two conditions:
+// * The output is larger than 3/4 of the last-level cache, as glibc's memcpy
+//   decides, but at most 24 MiB: sysconf reports the whole socket's cache
+//   (480 MiB on this project's 2-core VM), not the share a core can count on.
+//   Measured there, cross-entropy with C = 4000, fp32 and bf16: ordinary
+//   stores 7-10% faster up to 16 MiB of gradient, streaming 13-19% faster at
+//   32 MiB and 10-56% above.
+// * Its first and last pages are resident. A freshly mapped output (glibc
+//   maps every large allocation anew unless told to reuse memory) faults on
+//   each page, and the kernel's page clearing leaves the page in cache, where
+//   ordinary stores find it: streamed, ReLU's float32 forward+backward on 2^26
+//   elements took 202 ms against PyTorch's 144 ms in that environment,
+//   against 38 and 53 ms in the steady state of reused memory.
+// The environment variable LOSSEXT_STREAMING_STORES_ABOVE (bytes), read at
+// every call, replaces both (the tests set 0 to stream every output).
+inline bool pages_resident(const void* out, int64_t bytes) {
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const auto first = reinterpret_cast<uintptr_t>(out) / page * page;
+  const auto last = (reinterpret_cast<uintptr_t>(out) + static_cast<uintptr_t>(bytes) - 1) / page * page;
+  unsigned char resident = 0;
+  for (const uintptr_t start : {first, last}) {
+    if (mincore(reinterpret_cast<void*>(start), page, &resident) != 0 || (resident & 1) == 0) return false;
+  }
+  return true;
+}
+
+inline bool use_streaming_stores(const void* out, int64_t bytes) {
+  if (const char* above = std::getenv("LOSSEXT_STREAMING_STORES_ABOVE")) return bytes > std::atoll(above);
   static const int64_t threshold = [] {
     constexpr int64_t kMostBytes = int64_t(24) << 20;
     const long cache_bytes = sysconf(_SC_LEVEL3_CACHE_SIZE);
     return cache_bytes > 0 ? std::min(static_cast<int64_t>(cache_bytes) / 4 * 3, kMostBytes) : kMostBytes;
   }();
-  return threshold;
+  return bytes > threshold && pages_resident(out, bytes);
 }
 
 // Writes one row, out[j] for j in [0, C) (a loss's gradient, a softmax's
@@ -504,7 +525,8 @@ struct CpuRowLossDriver {
         ptr.row_values = row_values.data_ptr<acc_t>();
         ptr.grad_input = grad_input.numel() > 0 ? grad_input.data_ptr<scalar_t>() : nullptr;
         ptr.stream_gradient =
-            ptr.grad_input != nullptr && static_cast<int64_t>(grad_input.nbytes()) > streaming_threshold_bytes();
+            ptr.grad_input != nullptr &&
+            use_streaming_stores(ptr.grad_input, static_cast<int64_t>(grad_input.nbytes()));
         ptr.tensor_params = p.tensor_params.defined() ? p.tensor_params.data_ptr<acc_t>() : nullptr;
         ptr.row_param_grads = row_param_grads.numel() > 0 ? row_param_grads.data_ptr<acc_t>() : nullptr;
         // About 64 KiB of logits per task, so small-C batches still amortise
