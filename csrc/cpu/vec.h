@@ -122,10 +122,35 @@ inline VecF absolute(VecF a) {
   return VecF(r);
 }
 
-inline VecF exponential(VecF x) {
+// e^x for x in [log(FLT_MIN), 88.37] (NaN stays NaN): 2^n e^r, as described above.
+inline float_vector_t exponential_in_range(float_vector_t x) {
   constexpr float kLog2e = 1.44269504088896341f;
   constexpr float kLn2Hi = 0.693359375f;
   constexpr float kLn2Lo = -2.12194440e-4f;
+  // n = round(x log2 e) by the 1.5 * 2^23 trick: adding it leaves n in the low
+  // mantissa bits, valid for |n| < 2^22.
+  constexpr float kRound = 12582912.0f;
+  const float_vector_t shifted = x * kLog2e + kRound;
+  const float_vector_t n = shifted - kRound;
+  const float_vector_t r = (x - n * kLn2Hi) - n * kLn2Lo;
+  float_vector_t poly = float_vector_t{} + 1.9875691500e-4f;
+  poly = poly * r + 1.3981999507e-3f;
+  poly = poly * r + 8.3334519073e-3f;
+  poly = poly * r + 4.1665795894e-2f;
+  poly = poly * r + 1.6666665459e-1f;
+  poly = poly * r + 5.0000001201e-1f;
+  const float_vector_t er = poly * (r * r) + r + 1.0f;
+  int_vector_t n_bits;
+  std::memcpy(&n_bits, &shifted, sizeof(n_bits));
+  // 2^n as a float: the low bits of `shifted` hold n + 0x400000; keep n and
+  // move it into the exponent field.
+  const int_vector_t exponent = ((n_bits - 0x4B400000) + 127) << 23;
+  float_vector_t two_n;
+  std::memcpy(&two_n, &exponent, sizeof(two_n));
+  return er * two_n;
+}
+
+inline VecF exponential(VecF x) {
   // Above kHigh (where 2^n would need exponent 128) the answer is inf; exp
   // is within 30% of FLT_MAX there and the drivers only exponentiate
   // o - max <= 0. Below log(FLT_MIN) the result is flushed to zero: a
@@ -146,27 +171,7 @@ inline VecF exponential(VecF x) {
   float_vector_t clamped = kHigh < x.v ? float_vector_t{} + kHigh : x.v;
   clamped = clamped < kLow ? float_vector_t{} + kLow : clamped;
 #endif
-  // n = round(x log2 e) by the 1.5 * 2^23 trick: adding it leaves n in the low
-  // mantissa bits, valid for |n| < 2^22.
-  constexpr float kRound = 12582912.0f;
-  const float_vector_t shifted = clamped * kLog2e + kRound;
-  const float_vector_t n = shifted - kRound;
-  const float_vector_t r = (clamped - n * kLn2Hi) - n * kLn2Lo;
-  float_vector_t poly = float_vector_t{} + 1.9875691500e-4f;
-  poly = poly * r + 1.3981999507e-3f;
-  poly = poly * r + 8.3334519073e-3f;
-  poly = poly * r + 4.1665795894e-2f;
-  poly = poly * r + 1.6666665459e-1f;
-  poly = poly * r + 5.0000001201e-1f;
-  const float_vector_t er = poly * (r * r) + r + 1.0f;
-  int_vector_t n_bits;
-  std::memcpy(&n_bits, &shifted, sizeof(n_bits));
-  // 2^n as a float: the low bits of `shifted` hold n + 0x400000; keep n and
-  // move it into the exponent field.
-  const int_vector_t exponent = ((n_bits - 0x4B400000) + 127) << 23;
-  float_vector_t two_n;
-  std::memcpy(&two_n, &exponent, sizeof(two_n));
-  float_vector_t result = er * two_n;
+  float_vector_t result = exponential_in_range(clamped);
   // x < kLow: zero (an and-not with the mask, which keeps NaN since NaN < kLow is false).
   int_vector_t result_bits;
   std::memcpy(&result_bits, &result, sizeof(result_bits));
@@ -393,31 +398,30 @@ inline void store_from_float_partial(scalar_t* p, int64_t count, VecF x) {
 // (sizeof(scalar_t) * VecF::kWidth); streaming_fence() must follow before
 // another thread reads the data.
 
+// raw's bytes as the intrinsic's vector type, given to `store` at p.
+template <typename Bits, typename Raw, typename Store>
+inline void store_bits(void* p, const Raw& raw, Store store) {
+  Bits bits;
+  std::memcpy(&bits, &raw, sizeof(bits));
+  store(reinterpret_cast<Bits*>(p), bits);
+}
+
 template <typename Raw>
 inline void stream_raw(void* p, const Raw& raw) {
   static_assert(sizeof(Raw) == 16 || sizeof(Raw) == 32 || sizeof(Raw) == 64, "a 16-, 32- or 64-byte vector");
 #if defined(__AVX512F__)
   if constexpr (sizeof(Raw) == 64) {
-    __m512i bits;
-    std::memcpy(&bits, &raw, sizeof(bits));
-    _mm512_stream_si512(reinterpret_cast<__m512i*>(p), bits);
-    return;
+    return store_bits<__m512i>(p, raw, [](__m512i* q, __m512i b) { _mm512_stream_si512(q, b); });
   }
 #endif
 #if defined(__AVX__)
   if constexpr (sizeof(Raw) == 32) {
-    __m256i bits;
-    std::memcpy(&bits, &raw, sizeof(bits));
-    _mm256_stream_si256(reinterpret_cast<__m256i*>(p), bits);
-    return;
+    return store_bits<__m256i>(p, raw, [](__m256i* q, __m256i b) { _mm256_stream_si256(q, b); });
   }
 #endif
 #if defined(__SSE2__)
   if constexpr (sizeof(Raw) == 16) {
-    __m128i bits;
-    std::memcpy(&bits, &raw, sizeof(bits));
-    _mm_stream_si128(reinterpret_cast<__m128i*>(p), bits);
-    return;
+    return store_bits<__m128i>(p, raw, [](__m128i* q, __m128i b) { _mm_stream_si128(q, b); });
   }
 #endif
   std::memcpy(p, &raw, sizeof(raw));  // no streaming store for this width: an ordinary one
@@ -506,29 +510,10 @@ inline VecF nonnegative_power(VecF a, VecF b) {
 // flushed band changes a softmax sum, which holds e^0 = 1, by at most 4e-38.
 // -inf gives 0. Pass 2 of the softmax losses runs it once per logit.
 inline VecF exponential_nonpositive(VecF x) {
-  constexpr float kLog2e = 1.44269504088896341f;
-  constexpr float kLn2Hi = 0.693359375f;
-  constexpr float kLn2Lo = -2.12194440e-4f;
   constexpr float kFlushBelow = -87.0f;
-  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
   const auto flushed = x.v < kFlushBelow;
   const float_vector_t clamped = flushed ? float_vector_t{} + kFlushBelow : x.v;
-  const float_vector_t shifted = clamped * kLog2e + kRound;
-  const float_vector_t n = shifted - kRound;
-  const float_vector_t r = (clamped - n * kLn2Hi) - n * kLn2Lo;
-  float_vector_t poly = float_vector_t{} + 1.9875691500e-4f;
-  poly = poly * r + 1.3981999507e-3f;
-  poly = poly * r + 8.3334519073e-3f;
-  poly = poly * r + 4.1665795894e-2f;
-  poly = poly * r + 1.6666665459e-1f;
-  poly = poly * r + 5.0000001201e-1f;
-  const float_vector_t er = poly * (r * r) + r + 1.0f;
-  int_vector_t n_bits;
-  std::memcpy(&n_bits, &shifted, sizeof(n_bits));
-  const int_vector_t exponent = ((n_bits - 0x4B400000) + 127) << 23;
-  float_vector_t two_n;
-  std::memcpy(&two_n, &exponent, sizeof(two_n));
-  return VecF(flushed ? float_vector_t{} : er * two_n);
+  return VecF(flushed ? float_vector_t{} : exponential_in_range(clamped));
 }
 // The scalar tails and the double path take the general exp.
 inline float exponential_nonpositive(float x) { return exponential(x); }
