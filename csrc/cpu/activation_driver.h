@@ -64,29 +64,18 @@ acc_t sum_lanes(typename Lane<acc_t>::type v, int64_t count) {
   return total;
 }
 
-// out[i] = fn(in[i]...) for i in [begin, end), whole vectors and partial
-// ones at the ends. With `stream`, whole vectors go out as streaming stores
-// (see use_streaming_stores in row_loss_driver.h), after a partial vector
-// up to the first address they may use. The pointers are parameters, not a
-// lambda's captures: held in the lambda object they would be reloaded after
-// every store (a store may alias the object as far as the compiler knows).
+// out[i] = fn(in[i]...) for i in [begin, end), by write_row (row_loss_driver.h):
+// whole vectors, partial ones at the ends, streamed with `stream`. The
+// pointers are parameters, not a lambda's captures: held in the lambda object
+// they would be reloaded after every store (a store may alias the object as
+// far as the compiler knows).
 template <typename acc_t, typename scalar_t, typename Fn, typename... In>
 inline void map_range(int64_t begin, int64_t end, bool stream, scalar_t* out, const Fn& fn, const In*... in) {
   using L = Lane<acc_t>;
-  constexpr int64_t W = L::kWidth;
-  int64_t i = begin;
-  if (stream) {
-    const int64_t past_alignment = static_cast<int64_t>(reinterpret_cast<uintptr_t>(out + i) / sizeof(scalar_t) % W);
-    if (past_alignment != 0) {
-      const int64_t head = std::min(W - past_alignment, end - i);
-      store_partial<acc_t>(out + i, head, fn(load_partial<acc_t>(in + i, head, In(0))...));
-      i += head;
-    }
-    for (; i + W <= end; i += W) L::store_streaming(out + i, fn(L::load_converted(in + i)...));
-  } else {
-    for (; i + W <= end; i += W) L::store_converted(out + i, fn(L::load_converted(in + i)...));
-  }
-  if (i < end) store_partial<acc_t>(out + i, end - i, fn(load_partial<acc_t>(in + i, end - i, In(0))...));
+  write_row<L>(out + begin, end - begin, stream, [&](int64_t j, int64_t count) {
+    return fn((count == L::kWidth ? L::load_converted(in + begin + j)
+                                  : L::load_partial(in + begin + j, count, acc_t(0)))...);
+  });
   if (stream) streaming_fence();  // before at::parallel_for reports this range done
 }
 
