@@ -79,17 +79,16 @@ inline void map_range(int64_t begin, int64_t end, bool stream, scalar_t* out, co
   if (stream) streaming_fence();  // before at::parallel_for reports this range done
 }
 
-// Whether Act declares its forward (backward) light (activation.h).
+// Whether Act declares its forward (backward) light (activation.h); false
+// where it does not say. (C++17: CMakeLists.txt builds these headers too.)
+template <class Act, class = void>
+struct LightForward : std::false_type {};
 template <class Act>
-constexpr bool light_forward() {
-  if constexpr (requires { Act::kLightForward; }) return Act::kLightForward;
-  return false;
-}
+struct LightForward<Act, std::void_t<decltype(Act::kLightForward)>> : std::bool_constant<Act::kLightForward> {};
+template <class Act, class = void>
+struct LightBackward : std::false_type {};
 template <class Act>
-constexpr bool light_backward() {
-  if constexpr (requires { Act::kLightBackward; }) return Act::kLightBackward;
-  return false;
-}
+struct LightBackward<Act, std::void_t<decltype(Act::kLightBackward)>> : std::bool_constant<Act::kLightBackward> {};
 
 // out[i] = fn(in[i]...) for i < n, fn called on lanes of acc_t. A light fn's
 // outputs too large for the last-level cache are streamed, when one vector
@@ -120,7 +119,7 @@ struct CpuActivationDriver {
       using acc_t = accumulation_t<scalar_t>;
       const auto params = make_params(acc_t{});
       map_elements<acc_t>(
-          input.numel(), light_forward<Act>(), output.data_ptr<scalar_t>(),
+          input.numel(), LightForward<Act>::value, output.data_ptr<scalar_t>(),
           [&](auto x) { return Act::template forward<decltype(x), acc_t>(x, params); },
           input.const_data_ptr<scalar_t>());
     });
@@ -133,7 +132,7 @@ struct CpuActivationDriver {
       using acc_t = accumulation_t<scalar_t>;
       const auto params = make_params(acc_t{});
       map_elements<acc_t>(
-          saved.numel(), light_backward<Act>(), grad_input.data_ptr<scalar_t>(),
+          saved.numel(), LightBackward<Act>::value, grad_input.data_ptr<scalar_t>(),
           [&](auto g, auto s) { return Act::template backward<decltype(g), acc_t>(g, s, params); },
           grad_output.const_data_ptr<scalar_t>(), saved.const_data_ptr<scalar_t>());
     });
