@@ -3,7 +3,8 @@
     python bench/run.py                 # steady-state allocator (re-executes itself with it)
     python bench/run.py --default-env   # glibc's default allocator settings
     python bench/run.py --both-envs     # both, one after the other, one report
-    python bench/run.py --quick         # two shapes, few repeats (under 2 minutes on 2 cores)
+    python bench/run.py --quick         # cross-entropy, two shapes, few repeats (under 2 minutes on 2 cores)
+    python bench/run.py --quick --losses all   # every loss, one process each
 
 For every loss in bench/cases.py, shape and dtype it times, interleaved:
 native (PyTorch's op, where one exists), reference (lossext.reference, eager),
@@ -64,7 +65,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                              help="run the steady state, then the default environment, and report both")
     parser.add_argument("--quick", action="store_true",
                         help=f"shapes {bench_cases.QUICK_SHAPES}, {QUICK_WARMUP} warm-up, {QUICK_REPEATS} repeats")
-    parser.add_argument("--losses", type=_names, help="comma-separated losses from bench/cases.py (default all)")
+    parser.add_argument("--losses", type=_names,
+                        help="comma-separated losses from bench/cases.py, or all (default all; with --quick, "
+                             "cross_entropy)")
     parser.add_argument("--dtypes", type=_names, default=list(bench_cases.DTYPES),
                         help=f"comma-separated, from {list(bench_cases.DTYPES)}")
     parser.add_argument("--shapes", type=_shapes, help="comma-separated NxC, overriding the default shapes")
@@ -77,13 +80,19 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="torch CPU threads (default: the CPUs this process may run on)")
     parser.add_argument("--copy-mib", type=int, default=512, help="size of each copy-bandwidth buffer, MiB")
     parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR)
-    # Set by --both-envs on its two child runs: share one run id, and leave the plot and targets to the parent.
+    # Set on the child runs of --both-envs and of several losses: share one run id, and leave the plot and
+    # targets to the parent.
     parser.add_argument("--part-of-run", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     unknown = set(args.implementations) - set(IMPLEMENTATIONS)
     unknown_dtypes = set(args.dtypes) - set(bench_cases.DTYPES)
     if unknown or unknown_dtypes:
         parser.error(f"unknown implementation(s)/dtype(s): {sorted(unknown | unknown_dtypes)}")
+    if args.losses is None:
+        args.losses = ["cross_entropy"] if args.quick else ["all"]
+    if args.losses == ["all"]:
+        args.losses = [case.name for case in bench_cases.CASES]
+    bench_cases.cases_by_name(args.losses)  # exits on an unknown name, before any child starts
     if args.warmup is None:
         args.warmup = QUICK_WARMUP if args.quick else FULL_WARMUP
     if args.repeats is None:
@@ -373,18 +382,34 @@ def new_run_id() -> str:
     return datetime.datetime.now().strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
 
 
-def run_both_environments(argv: Sequence[str], args: argparse.Namespace) -> int:
-    """The steady state, then the default environment, each in its own process; one report of both.
-    Returns the exit status: nonzero when either run failed (what it measured is still reported)."""
+def without_option(argv: Sequence[str], option: str, takes_value: bool) -> List[str]:
+    """argv without `option` (and its value, as `--option value` or `--option=value`)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = takes_value
+        elif not arg.startswith(option + "="):
+            kept.append(arg)
+    return kept
+
+
+def run_in_children(argv: Sequence[str], args: argparse.Namespace, default_envs: Sequence[bool]) -> int:
+    """Each environment in turn, each loss in a process of its own (a process that measured every loss
+    grew past this machine's 24 GB and was killed); one report of all. Returns the exit status: nonzero
+    when a child failed (what it measured is still reported)."""
     run_id = new_run_id()
-    child_argv = [a for a in argv if a != "--both-envs"] + ["--part-of-run", run_id]
+    child_argv = without_option(without_option(argv, "--both-envs", False), "--losses", True)
     failures = []
-    for default_env in (False, True):
-        command = [sys.executable, str(Path(__file__).resolve()), *child_argv] + (["--default-env"] if default_env
-                                                                                  else [])
-        status = subprocess.run(command, env=wanted_environment(default_env)).returncode
-        if status != 0:
-            failures.append(f"the {'default' if default_env else 'steady'}-environment run exited with {status}")
+    for default_env in default_envs:
+        for loss in args.losses:
+            command = [sys.executable, str(Path(__file__).resolve()), *child_argv, "--losses", loss,
+                       "--part-of-run", run_id] + (["--default-env"] if default_env else [])
+            status = subprocess.run(command, env=wanted_environment(default_env)).returncode
+            if status != 0:
+                failures.append(f"the {'default' if default_env else 'steady'}-environment run of {loss} "
+                                f"exited with {status}")
     stems = {results_stem(torch.device(d)) for d in args.devices}
     final_report([args.results_dir / f"{stem}.csv" for stem in sorted(stems)], run_id)
     for failure in failures:
@@ -396,7 +421,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     if args.both_envs:
-        sys.exit(run_both_environments(argv, args))
+        sys.exit(run_in_children(argv, args, [False, True]))
+    if len(args.losses) > 1 and not args.part_of_run:
+        sys.exit(run_in_children(argv, args, [args.default_env]))
     env = wanted_environment(args.default_env)
     if env != dict(os.environ):
         # glibc reads its malloc settings once, at process start: start again with the ones wanted.
