@@ -83,23 +83,24 @@ def prelu(input: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 
 def non_positive_part(x: torch.Tensor) -> torch.Tensor:
-    """x where x <= 0, else 0, with gradient 1 at x = 0 itself: not x.clamp(max=0), whose gradient
-    at the bound changed between torch 2.13 (1) and 2.14 (0). Keeps expm1 away from large x."""
-    return torch.where(x <= 0, x, torch.zeros((), dtype=x.dtype, device=x.device))
+    """x where x <= 0 (or NaN), else 0, with gradient 1 at x = 0 itself: not x.clamp(max=0), whose
+    gradient at the bound changed between torch 2.13 (1) and 2.14 (0). Keeps expm1 away from large x."""
+    return torch.where(x > 0, torch.zeros((), dtype=x.dtype, device=x.device), x)
 
 
 def elu(input: torch.Tensor, alpha: float = 1.0, inplace: bool = False) -> torch.Tensor:
-    """x for x > 0, alpha (e^x - 1) otherwise; NaN takes the linear branch, as in PyTorch."""
+    """x for x > 0, alpha (e^x - 1) otherwise; NaN takes the exponential branch, so its gradient is NaN,
+    as in PyTorch's vectorised elu_backward."""
     _check_not_inplace("elu", inplace)
     x = _compute(input)
-    return torch.where(x <= 0, alpha * torch.expm1(non_positive_part(x)), x).to(input.dtype)
+    return torch.where(x > 0, x, alpha * torch.expm1(non_positive_part(x))).to(input.dtype)
 
 
 def selu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """scale * elu(x, alpha) with SELU's constants."""
     _check_not_inplace("selu", inplace)
     x = _compute(input)
-    return (SELU_SCALE * torch.where(x <= 0, SELU_ALPHA * torch.expm1(non_positive_part(x)), x)).to(input.dtype)
+    return (SELU_SCALE * torch.where(x > 0, x, SELU_ALPHA * torch.expm1(non_positive_part(x)))).to(input.dtype)
 
 
 def sigmoid(input: torch.Tensor) -> torch.Tensor:
@@ -139,7 +140,8 @@ def gelu(input: torch.Tensor, approximate: str = "none") -> torch.Tensor:
 
 
 def hardtanh(input: torch.Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> torch.Tensor:
-    """clamp(x, min_val, max_val), with zero gradient at the bounds themselves, as in PyTorch."""
+    """clamp(x, min_val, max_val), with zero gradient at the bounds themselves and at NaN (which passes
+    through), as in PyTorch's vectorised hardtanh_backward."""
     _check_not_inplace("hardtanh", inplace)
     if min_val > max_val:
         raise ValueError("min_val cannot be greater than max_val")
@@ -149,7 +151,8 @@ def hardtanh(input: torch.Tensor, min_val: float = -1.0, max_val: float = 1.0, i
     hi = torch.tensor(max_val, dtype=input.dtype).item()
     lo_t = torch.full((), lo, dtype=x.dtype, device=x.device)
     hi_t = torch.full((), hi, dtype=x.dtype, device=x.device)
-    return torch.where(x <= lo, lo_t, torch.where(x >= hi, hi_t, x)).to(input.dtype)
+    clamped = torch.where(x <= lo, lo_t, torch.where(x >= hi, hi_t, x.detach()))
+    return torch.where((x > lo) & (x < hi), x, clamped).to(input.dtype)
 
 
 def softmax(input: torch.Tensor, dim: int, dtype: torch.dtype = None) -> torch.Tensor:

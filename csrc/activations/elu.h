@@ -30,12 +30,14 @@ struct Elu {
   LOSSEXT_HOST_DEVICE static V forward(V x, const Params<T>& p) {
     return where(x > V(T(0)), V(p.scale) * x, V(p.scale * p.alpha) * exponential_minus_one(x));
   }
-  // `saved <= 0` sends NaN to the positive branch, as PyTorch's elu_backward does.
+  // `saved > 0` sends NaN to the negative branch, whose slope is then NaN: a
+  // NaN input gets a NaN gradient, as in PyTorch's vectorised elu_backward
+  // (its scalar remainder loop gives the positive branch's slope instead).
   template <typename V, typename T>
   LOSSEXT_HOST_DEVICE static V backward(V grad, V saved, const Params<T>& p) {
     const V negative_slope = p.saved_is_output ? saved + V(p.scale * p.alpha)
                                                : V(p.scale * p.alpha) * exponential(saved);
-    return where(saved <= V(T(0)), grad * negative_slope, grad * V(p.scale));
+    return where(saved > V(T(0)), grad * V(p.scale), grad * negative_slope);
   }
 };
 

@@ -67,9 +67,12 @@ struct Hardtanh {
     const V lo(p.min_val), hi(p.max_val);
     return where(x < lo, lo, where(x > hi, hi, x));
   }
+  // Zero at the bounds and at NaN (which fails both comparisons), as in
+  // PyTorch's vectorised hardtanh_backward (its scalar remainder loop passes
+  // the gradient through at NaN).
   template <typename V, typename T>
   LOSSEXT_HOST_DEVICE static V backward(V grad, V output, const Params<T>& p) {
-    return where((output <= V(p.min_val)) | (output >= V(p.max_val)), V(T(0)), grad);
+    return where((output > V(p.min_val)) & (output < V(p.max_val)), grad, V(T(0)));
   }
 };
 

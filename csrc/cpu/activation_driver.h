@@ -91,9 +91,24 @@ inline void map_range(int64_t begin, int64_t end, bool stream, scalar_t* out, co
     streaming_fence();  // before at::parallel_for reports this range done
     return;
   }
-  int64_t i = end - (end - begin) % W;
-  if (i < end) L::store_partial(out + i, end - i, fn(L::load_partial(in + i, end - i, acc_t(0))...));
-  for (i -= W; i >= begin; i -= W) L::store_converted(out + i, fn(L::load_converted(in + i)...));
+  // bfloat16 goes two vectors at a time, in even/odd lanes (vec.h's BFloat16Pairs).
+  constexpr bool kPairs = std::is_same_v<scalar_t, c10::BFloat16> && std::is_same_v<acc_t, float>;
+  constexpr int64_t kStep = kPairs ? 2 * W : W;
+  int64_t i = end - (end - begin) % kStep;
+  for (int64_t j = i; j < end; j += W) {  // the tail: less than kStep elements
+    const int64_t count = std::min(W, end - j);
+    L::store_partial(out + j, count, fn(L::load_partial(in + j, count, acc_t(0))...));
+  }
+  for (i -= kStep; i >= begin; i -= kStep) {
+    if constexpr (kPairs) {
+      const auto map_pairs = [&](const auto&... pairs) {
+        store_bfloat16_pairs(out + i, fn(pairs.even...), fn(pairs.odd...));
+      };
+      map_pairs(BFloat16Pairs(in + i)...);
+    } else {
+      L::store_converted(out + i, fn(L::load_converted(in + i)...));
+    }
+  }
 }
 
 // Whether Act declares its forward (backward) light (activation.h); false

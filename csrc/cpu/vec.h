@@ -206,6 +206,7 @@ inline VecF exponential(VecF x) {
 // Scalar counterparts (libm / CUDA) are in csrc/activations/activation_math.h.
 
 inline VecMask operator|(VecMask a, VecMask b) { return VecMask{a.bits | b.bits}; }
+inline VecMask operator&(VecMask a, VecMask b) { return VecMask{a.bits & b.bits}; }
 
 // exp(x) - 1 without the cancellation of exp(x) - 1 near 0: for |x| < 1/2 the
 // Taylor series to x^9 (the next term, x^10 / 10!, is below 3e-10 of the
@@ -318,15 +319,44 @@ inline VecF load_as_float(const c10::Half* p) {
 
 inline void store_from_float(float* p, VecF x) { x.store(p); }
 
-// The 16-bit patterns of x rounded to bfloat16: to nearest even, as
-// c10::BFloat16's constructor; NaN stays a quiet NaN.
-inline uint16_vector_t bfloat16_bits(VecF x) {
+// x rounded to bfloat16 (to nearest even, as c10::BFloat16's constructor) in
+// the high 16 bits of each 32-bit lane; the low 16 bits are left over from
+// the rounding. NaN becomes the quiet NaN 0x7fc0.
+inline uint_vector_t bfloat16_in_high_half(VecF x) {
   uint_vector_t bits;
   std::memcpy(&bits, &x.v, sizeof(bits));
-  const uint_vector_t rounding = ((bits >> 16) & 1u) + 0x7fffu;
-  uint_vector_t rounded = (bits + rounding) >> 16;
-  rounded = x.v != x.v ? uint_vector_t{} + 0x7fc0u : rounded;
-  return __builtin_convertvector(rounded, uint16_vector_t);
+  const uint_vector_t rounded = bits + (((bits >> 16) & 1u) + 0x7fffu);
+  return x.v != x.v ? uint_vector_t{} + 0x7fc00000u : rounded;
+}
+
+// The 16-bit patterns of x rounded to bfloat16.
+inline uint16_vector_t bfloat16_bits(VecF x) {
+  return __builtin_convertvector(bfloat16_in_high_half(x) >> 16, uint16_vector_t);
+}
+
+// 2 * kWidth bfloat16 values as two float vectors, the even-indexed elements
+// in one and the odd-indexed in the other (BFloat16Pairs): each 32-bit word holds an even
+// element in its low half and the next, odd one in its high half, so a shift
+// and a mask widen them, with none of the lane shuffles that widening in
+// order takes (which compete with the arithmetic for the vector ports). For
+// elementwise maps, whose lanes do not interact: measured in L1, sigmoid's
+// forward on bfloat16 0.54 ns per element in order, 0.46 in pairs.
+struct BFloat16Pairs {
+  VecF even, odd;
+  explicit BFloat16Pairs(const c10::BFloat16* p) {
+    uint_vector_t words;
+    std::memcpy(&words, p, sizeof(words));
+    const uint_vector_t even_bits = words << 16;
+    const uint_vector_t odd_bits = words & 0xffff0000u;
+    std::memcpy(&even.v, &even_bits, sizeof(even.v));
+    std::memcpy(&odd.v, &odd_bits, sizeof(odd.v));
+  }
+};
+
+// The inverse of BFloat16Pairs, rounding as bfloat16_bits.
+inline void store_bfloat16_pairs(c10::BFloat16* p, VecF even, VecF odd) {
+  const uint_vector_t words = (bfloat16_in_high_half(odd) & 0xffff0000u) | (bfloat16_in_high_half(even) >> 16);
+  std::memcpy(p, &words, sizeof(words));
 }
 
 // The 16-bit patterns of x rounded to float16 (to nearest even, as c10::Half).
