@@ -5,9 +5,10 @@ For z >= 0 and t = 1 / (1 + z/2) (Numerical Recipes' variable for erfc),
 a smooth function of t in (0, 1]. Q is fitted by least squares in the relative
 error on 4000 Chebyshev nodes of t in [1/6, 1] (z in [0, 10]; beyond z = 9.3,
 exp(-z^2) is below float32's range and the product is 0 whatever Q is),
-against torch.special.erfcx in float64. Prints the coefficients (highest
-degree first, for Horner) and the fit's relative error in exact arithmetic
-and in float32 Horner with fused multiply-adds.
+against torch.special.erfcx in float64. Prints the coefficients of Q / 2
+(highest degree first, for Horner; vec.h folds Phi's factor 1/2 into them)
+and the fit's relative error in exact arithmetic and in float32 Horner with
+fused multiply-adds.
 
     python tools/fit_normal_tail.py [degree]
 """
@@ -40,9 +41,9 @@ def main() -> None:
     horner = torch.full_like(t32, float(c32[0]))
     for c in c32[1:]:
         horner = torch.addcmul(c.expand_as(t32), horner, t32)  # one rounding per step, as an FMA
-    print("coefficients (highest degree first):")
+    print("coefficients of Q / 2 (highest degree first):")
     for c in coefficients:
-        print(f"  {float(np.float32(c)):.9e}f")
+        print(f"  {float(np.float32(c) * np.float32(0.5)):.9e}f")
     print(f"relative error, exact arithmetic: {np.abs(fitted / exact - 1).max():.2e}")
     print(f"relative error, float32 Horner:   {np.abs(horner.double().numpy() / exact - 1).max():.2e}")
 

@@ -202,6 +202,24 @@ inline VecF exponential(VecF x) {
 #endif
 }
 
+// ---- exp of a softmax's shifted logits, x = o - max <= 0 (or NaN). ----
+
+// exponential()'s arithmetic, bit for bit on [-87, 0], without the work its
+// general domain needs: x <= 0 cannot overflow, and a NaN x stays NaN through
+// the arithmetic, so one mask remains: x below -87 gives 0. Clamping there
+// first means no subnormal ever forms; e^-87 = 1.6e-38, so the flushed band
+// changes a softmax sum, which holds e^0 = 1, by at most 4e-38. -inf gives 0.
+// Pass 2 of the softmax losses runs it once per logit.
+inline VecF exponential_nonpositive(VecF x) {
+  constexpr float kFlushBelow = -87.0f;
+  float_vector_t n;
+  const float_vector_t er = exponential_of_reduced(x.v < kFlushBelow ? float_vector_t{} + kFlushBelow : x.v, n);
+  return VecF(scale_by_power_of_two(er, n, x.v, kFlushBelow));
+}
+// The scalar tails and the double path take the general exp.
+inline float exponential_nonpositive(float x) { return exponential(x); }
+inline double exponential_nonpositive(double x) { return exponential(x); }
+
 // ---- Activation math (csrc/activations/): masks, expm1, tanh, the normal CDF. ----
 // Scalar counterparts (libm / CUDA) are in csrc/activations/activation_math.h.
 
@@ -251,28 +269,30 @@ inline VecF hyperbolic_tangent(VecF x) {
 //   erfc(z) = t Q(t) exp(-z^2),   Q(t) = erfcx(z) / t,
 // Q a degree-9 polynomial fitted to the relative error over z in [0, 10] by
 // tools/fit_normal_tail.py (2.2e-8 in exact arithmetic, 1.5e-7 in float32);
-// past z = 9.3, exp(-z^2) is below float32's range and the product is 0. Then
+// past |x| = 13.19, exp(-x^2/2) is flushed (exponential_nonpositive) and the
+// product is 0, where Phi(-|x|) < 1e-39 is below float32's normal range. Then
 // Phi(-|x|) = erfc(z) / 2 and Phi(|x|) = 1 - Phi(-|x|): no 1 + erf cancels, so
 // Phi keeps its relative accuracy in the left tail, where it is small. The
 // rounding of x^2 in exp(-x^2/2) adds up to x^2/2 ulp relative error there
 // (1e-6 at x = -5.6, where Phi is 1e-8). Phi(+-inf) = 1, 0; NaN stays NaN.
 inline void normal_cdf_and_density(VecF x, VecF& cdf, VecF& density) {
-  constexpr float kInvSqrtTwo = 0.70710678118654752f;
+  constexpr float kHalfInvSqrtTwo = 0.35355339059327376f;  // z/2 = |x| / (2 sqrt 2)
   constexpr float kInvSqrtTwoPi = 0.39894228040143268f;
-  const float_vector_t z = absolute(x).v * kInvSqrtTwo;
-  const float_vector_t t = 1.0f / (1.0f + 0.5f * z);
-  float_vector_t q = float_vector_t{} + 1.353464928e-02f;
-  q = q * t - 1.296140552e-01f;
-  q = q * t + 4.428111315e-01f;
-  q = q * t - 6.870458126e-01f;
-  q = q * t + 4.341518879e-01f;
-  q = q * t - 1.045284793e-01f;
-  q = q * t + 2.274455130e-01f;
-  q = q * t + 2.382882237e-01f;
-  q = q * t + 2.828940153e-01f;
-  q = q * t + 2.820628881e-01f;
-  const float_vector_t gaussian = exponential(VecF(-0.5f * x.v * x.v)).v;  // exp(-x^2 / 2) = exp(-z^2)
-  const float_vector_t left_tail = 0.5f * t * q * gaussian;                // Phi(-|x|)
+  const float_vector_t t = 1.0f / (1.0f + absolute(x).v * kHalfInvSqrtTwo);
+  // Q / 2 (the fit's coefficients halved, exactly): Phi(-|x|) = t (Q / 2) exp(-z^2).
+  float_vector_t half_q = float_vector_t{} + 6.767324638e-03f;
+  half_q = half_q * t - 6.480702758e-02f;
+  half_q = half_q * t + 2.214055657e-01f;
+  half_q = half_q * t - 3.435229063e-01f;
+  half_q = half_q * t + 2.170759439e-01f;
+  half_q = half_q * t - 5.226423964e-02f;
+  half_q = half_q * t + 1.137227565e-01f;
+  half_q = half_q * t + 1.191441119e-01f;
+  half_q = half_q * t + 1.414470077e-01f;
+  half_q = half_q * t + 1.410314441e-01f;
+  // exp(-x^2 / 2) = exp(-z^2); its argument is <= 0 (or NaN).
+  const float_vector_t gaussian = exponential_nonpositive(VecF(-0.5f * x.v * x.v)).v;
+  const float_vector_t left_tail = t * half_q * gaussian;  // Phi(-|x|)
   // NaN fails x >= 0 and keeps the NaN of left_tail.
   cdf = VecF(x.v >= 0.0f ? 1.0f - left_tail : left_tail);
   density = VecF(kInvSqrtTwoPi * gaussian);
@@ -551,24 +571,6 @@ inline VecF nonnegative_power(VecF a, VecF b) {
   result = flushed ? float_vector_t{} : result;
   return VecF(b.v == 0.0f ? float_vector_t{} + 1.0f : result);
 }
-
-// ---- exp of a softmax's shifted logits, x = o - max <= 0 (or NaN). ----
-
-// exponential()'s arithmetic, bit for bit on [-87, 0], without the work its
-// general domain needs: x <= 0 cannot overflow, and a NaN x stays NaN through
-// the arithmetic, so one mask remains: x below -87 gives 0. Clamping there
-// first means no subnormal ever forms; e^-87 = 1.6e-38, so the flushed band
-// changes a softmax sum, which holds e^0 = 1, by at most 4e-38. -inf gives 0.
-// Pass 2 of the softmax losses runs it once per logit.
-inline VecF exponential_nonpositive(VecF x) {
-  constexpr float kFlushBelow = -87.0f;
-  float_vector_t n;
-  const float_vector_t er = exponential_of_reduced(x.v < kFlushBelow ? float_vector_t{} + kFlushBelow : x.v, n);
-  return VecF(scale_by_power_of_two(er, n, x.v, kFlushBelow));
-}
-// The scalar tails and the double path take the general exp.
-inline float exponential_nonpositive(float x) { return exponential(x); }
-inline double exponential_nonpositive(double x) { return exponential(x); }
 
 }  // namespace cpu
 }  // namespace lossext
