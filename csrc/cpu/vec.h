@@ -122,6 +122,16 @@ inline VecF absolute(VecF a) {
   return VecF(r);
 }
 
+// c[0] x^(N-1) + c[1] x^(N-2) + ... + c[N-1], by Horner's rule: one fused
+// multiply-add a step (the build's -ffp-contract=fast), coefficients highest
+// degree first.
+template <size_t N>
+inline float_vector_t horner(float_vector_t x, const float (&c)[N]) {
+  float_vector_t p = float_vector_t{} + c[0];
+  for (size_t k = 1; k < N; ++k) p = p * x + c[k];
+  return p;
+}
+
 // The reduced argument of e^x = 2^n e^r: n = round(x log2 e) and the
 // polynomial value e^r, for |x| < 2^21 (NaN stays NaN).
 inline float_vector_t exponential_of_reduced(float_vector_t x, float_vector_t& n) {
@@ -133,12 +143,9 @@ inline float_vector_t exponential_of_reduced(float_vector_t x, float_vector_t& n
   constexpr float kRound = 12582912.0f;
   n = (x * kLog2e + kRound) - kRound;
   const float_vector_t r = (x - n * kLn2Hi) - n * kLn2Lo;
-  float_vector_t poly = float_vector_t{} + 1.9875691500e-4f;
-  poly = poly * r + 1.3981999507e-3f;
-  poly = poly * r + 8.3334519073e-3f;
-  poly = poly * r + 4.1665795894e-2f;
-  poly = poly * r + 1.6666665459e-1f;
-  poly = poly * r + 5.0000001201e-1f;
+  const float_vector_t poly = horner(r, {
+      1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f,
+      5.0000001201e-1f});
   return poly * (r * r) + r + 1.0f;
 }
 
@@ -231,15 +238,9 @@ inline VecMask operator&(VecMask a, VecMask b) { return VecMask{a.bits & b.bits}
 // result), else exp(x) - 1, where exp's ~1e-7 relative error is amplified by
 // at most e^x / |e^x - 1| <= 2.6. Limits: -1 at -inf, inf at inf, NaN stays NaN.
 inline VecF exponential_minus_one(VecF x) {
-  float_vector_t series = float_vector_t{} + 1.0f / 362880.0f;
-  series = series * x.v + 1.0f / 40320.0f;
-  series = series * x.v + 1.0f / 5040.0f;
-  series = series * x.v + 1.0f / 720.0f;
-  series = series * x.v + 1.0f / 120.0f;
-  series = series * x.v + 1.0f / 24.0f;
-  series = series * x.v + 1.0f / 6.0f;
-  series = series * x.v + 0.5f;
-  series = series * (x.v * x.v) + x.v;
+  const float_vector_t series = horner(x.v, {
+      1.0f / 362880.0f, 1.0f / 40320.0f, 1.0f / 5040.0f, 1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f,
+      1.0f / 6.0f, 0.5f}) * (x.v * x.v) + x.v;
   const float_vector_t direct = exponential(x).v - 1.0f;
   return VecF(absolute(x).v < 0.5f ? series : direct);
 }
@@ -252,11 +253,8 @@ inline VecF exponential_minus_one(VecF x) {
 inline VecF hyperbolic_tangent(VecF x) {
   const float_vector_t magnitude = absolute(x).v;
   const float_vector_t x2 = x.v * x.v;
-  float_vector_t poly = float_vector_t{} - 5.70498872745e-3f;
-  poly = poly * x2 + 2.06390887954e-2f;
-  poly = poly * x2 - 5.37397155531e-2f;
-  poly = poly * x2 + 1.33314422036e-1f;
-  poly = poly * x2 - 3.33332819422e-1f;
+  const float_vector_t poly = horner(x2, {
+      -5.70498872745e-3f, 2.06390887954e-2f, -5.37397155531e-2f, 1.33314422036e-1f, -3.33332819422e-1f});
   const float_vector_t small = x.v + x.v * x2 * poly;
   const float_vector_t large_magnitude = 1.0f - 2.0f / (exponential(VecF(magnitude + magnitude)).v + 1.0f);
   const float_vector_t large = x.v < 0.0f ? -large_magnitude : large_magnitude;
@@ -280,16 +278,9 @@ inline void normal_cdf_and_density(VecF x, VecF& cdf, VecF& density) {
   constexpr float kInvSqrtTwoPi = 0.39894228040143268f;
   const float_vector_t t = 1.0f / (1.0f + absolute(x).v * kHalfInvSqrtTwo);
   // Q / 2 (the fit's coefficients halved, exactly): Phi(-|x|) = t (Q / 2) exp(-z^2).
-  float_vector_t half_q = float_vector_t{} + 6.767324638e-03f;
-  half_q = half_q * t - 6.480702758e-02f;
-  half_q = half_q * t + 2.214055657e-01f;
-  half_q = half_q * t - 3.435229063e-01f;
-  half_q = half_q * t + 2.170759439e-01f;
-  half_q = half_q * t - 5.226423964e-02f;
-  half_q = half_q * t + 1.137227565e-01f;
-  half_q = half_q * t + 1.191441119e-01f;
-  half_q = half_q * t + 1.414470077e-01f;
-  half_q = half_q * t + 1.410314441e-01f;
+  const float_vector_t half_q = horner(t, {
+      6.767324638e-03f, -6.480702758e-02f, 2.214055657e-01f, -3.435229063e-01f, 2.170759439e-01f,
+      -5.226423964e-02f, 1.137227565e-01f, 1.191441119e-01f, 1.414470077e-01f, 1.410314441e-01f});
   // exp(-x^2 / 2) = exp(-z^2); its argument is <= 0 (or NaN).
   const float_vector_t gaussian = exponential_nonpositive(VecF(-0.5f * x.v * x.v)).v;
   const float_vector_t left_tail = t * half_q * gaussian;  // Phi(-|x|)
@@ -539,15 +530,9 @@ inline VecF logarithm(VecF x) {
   e = m < kSqrtHalf ? e - 1.0f : e;
   const float_vector_t f = (m < kSqrtHalf ? m + m : m) - 1.0f;
   const float_vector_t f2 = f * f;
-  float_vector_t poly = float_vector_t{} + 7.0376836292e-2f;
-  poly = poly * f - 1.1514610310e-1f;
-  poly = poly * f + 1.1676998740e-1f;
-  poly = poly * f - 1.2420140846e-1f;
-  poly = poly * f + 1.4249322787e-1f;
-  poly = poly * f - 1.6668057665e-1f;
-  poly = poly * f + 2.0000714765e-1f;
-  poly = poly * f - 2.4999993993e-1f;
-  poly = poly * f + 3.3333331174e-1f;
+  const float_vector_t poly = horner(f, {
+      7.0376836292e-2f, -1.1514610310e-1f, 1.1676998740e-1f, -1.2420140846e-1f, 1.4249322787e-1f,
+      -1.6668057665e-1f, 2.0000714765e-1f, -2.4999993993e-1f, 3.3333331174e-1f});
   float_vector_t result = poly * f * f2 + e * kLn2Lo - 0.5f * f2;
   result = f + result + e * kLn2Hi;
   const float kInf = std::numeric_limits<float>::infinity();
