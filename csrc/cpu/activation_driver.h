@@ -64,51 +64,73 @@ acc_t sum_lanes(typename Lane<acc_t>::type v, int64_t count) {
   return total;
 }
 
-// out[i] = fn(in[i]...) for i in [begin, end): whole vectors, a partial one
-// at the end. The pointers are parameters, not a lambda's captures: held in
-// the lambda object they would be reloaded after every store (a store may
-// alias the object as far as the compiler knows).
+// Whether map_range takes scalar_t two vectors at a time: bfloat16, in
+// even/odd lanes (vec.h's BFloat16Pairs), so each store also fills a 64-byte
+// line on AVX-512.
+template <typename acc_t, typename scalar_t>
+constexpr bool kMapsPairs = std::is_same_v<scalar_t, c10::BFloat16> && std::is_same_v<acc_t, float>;
+
+// out[i] = fn(in[i]...) for i in [begin, end): whole steps of one vector (two
+// for bfloat16), partial vectors where less than a step is left. The
+// pointers are parameters, not a lambda's captures: held in the lambda object
+// they would be reloaded after every store (a store may alias the object as
+// far as the compiler knows).
 //
-// Streamed (`stream`), the range is written in increasing order by write_row
-// (row_loss_driver.h), which aligns the streaming stores. Otherwise it runs
-// from the end down. Written upwards, a loop whose arithmetic outlasts its
-// memory traffic slows by up to half, depending on where the output lies
-// relative to the input modulo 4 KiB: measured on 2^26 bfloat16 elements, one
-// thread, sigmoid's forward took 40 ms for (out - in) mod 4096 in [384, 1536]
-// and 58-62 ms in [1792, 3072]. That is the pattern of 4K aliasing: a load
-// whose address matches, in its low 12 bits, a store still waiting in the
-// store buffer for its line waits with it, and the stores that wait are the
-// ones 1.5-3 KiB behind the loads. Written downwards, the same loop took
-// 40 ms at every offset (float32: 47-50 ms both ways).
+// Streamed (`stream`), the range is written upwards, partial vectors up to the
+// first address aligned to a step's bytes, then whole steps with streaming
+// stores. Otherwise it runs from the end down. Written upwards, a loop whose
+// arithmetic outlasts its memory traffic slows by up to half, depending on
+// where the output lies relative to the input modulo 4 KiB: measured on 2^26
+// bfloat16 elements, one thread, sigmoid's forward took 40 ms for
+// (out - in) mod 4096 in [384, 1536] and 58-62 ms in [1792, 3072]. That is the
+// pattern of 4K aliasing: a load whose address matches, in its low 12 bits, a
+// store still waiting in the store buffer for its line waits with it, and the
+// stores that wait are the ones 1.5-3 KiB behind the loads. Written downwards,
+// the same loop took 40 ms at every offset (float32: 47-50 ms both ways).
 template <typename acc_t, typename scalar_t, typename Fn, typename... In>
 inline void map_range(int64_t begin, int64_t end, bool stream, scalar_t* out, const Fn& fn, const In*... in) {
   using L = Lane<acc_t>;
   constexpr int64_t W = L::kWidth;
-  if (stream) {
-    write_row<L>(out + begin, end - begin, stream, [&](int64_t j, int64_t count) {
-      return fn((count == W ? L::load_converted(in + begin + j) : L::load_partial(in + begin + j, count, acc_t(0)))...);
-    });
-    streaming_fence();  // before at::parallel_for reports this range done
-    return;
-  }
-  // bfloat16 goes two vectors at a time, in even/odd lanes (vec.h's BFloat16Pairs).
-  constexpr bool kPairs = std::is_same_v<scalar_t, c10::BFloat16> && std::is_same_v<acc_t, float>;
+  constexpr bool kPairs = kMapsPairs<acc_t, scalar_t>;
   constexpr int64_t kStep = kPairs ? 2 * W : W;
-  int64_t i = end - (end - begin) % kStep;
-  for (int64_t j = i; j < end; j += W) {  // the tail: less than kStep elements
-    const int64_t count = std::min(W, end - j);
-    L::store_partial(out + j, count, fn(L::load_partial(in + j, count, acc_t(0))...));
-  }
-  for (i -= kStep; i >= begin; i -= kStep) {
+  const auto partial_vectors = [&](int64_t from, int64_t to) {  // to - from < kStep
+    for (int64_t j = from; j < to; j += W) {
+      const int64_t count = std::min(W, to - j);
+      L::store_partial(out + j, count, fn(L::load_partial(in + j, count, acc_t(0))...));
+    }
+  };
+  const auto whole_step = [&](int64_t i, bool streamed) {
     if constexpr (kPairs) {
       const auto map_pairs = [&](const auto&... pairs) {
-        store_bfloat16_pairs(out + i, fn(pairs.even...), fn(pairs.odd...));
+        const uint_vector_t words = bfloat16_pair_words(fn(pairs.even...), fn(pairs.odd...));
+        if (streamed) {
+          stream_raw(out + i, words);
+        } else {
+          std::memcpy(out + i, &words, sizeof(words));
+        }
       };
       map_pairs(BFloat16Pairs(in + i)...);
     } else {
-      L::store_converted(out + i, fn(L::load_converted(in + i)...));
+      const auto y = fn(L::load_converted(in + i)...);
+      if (streamed) {
+        L::store_streaming(out + i, y);
+      } else {
+        L::store_converted(out + i, y);
+      }
     }
+  };
+  if (stream) {
+    const int64_t past_alignment = static_cast<int64_t>(reinterpret_cast<uintptr_t>(out + begin) / sizeof(scalar_t) % kStep);
+    int64_t i = past_alignment == 0 ? begin : std::min(end, begin + kStep - past_alignment);
+    partial_vectors(begin, i);
+    for (; i + kStep <= end; i += kStep) whole_step(i, true);
+    partial_vectors(i, end);
+    streaming_fence();  // before at::parallel_for reports this range done
+    return;
   }
+  int64_t i = end - (end - begin) % kStep;
+  partial_vectors(i, end);
+  for (i -= kStep; i >= begin; i -= kStep) whole_step(i, false);
 }
 
 // Whether Act declares its forward (backward) light (activation.h); false
@@ -122,23 +144,27 @@ struct LightBackward : std::false_type {};
 template <class Act>
 struct LightBackward<Act, std::void_t<decltype(Act::kLightBackward)>> : std::bool_constant<Act::kLightBackward> {};
 
-// out[i] = fn(in[i]...) for i < n, fn called on lanes of acc_t. A light fn's
-// outputs too large for the last-level cache are streamed, when one vector
-// store fills a 64-byte line (float32 on AVX-512): the op then moves two bytes
-// of DRAM traffic per byte of output, not three. Half-line streaming stores
-// (bfloat16) measured slower here: Hardtanh forward+backward on 2^26 bfloat16
-// elements 43 ms streamed, 33 ms not; float32 38-40 ms streamed, 50-53 ms not.
-template <typename acc_t, typename scalar_t>
-bool stream_output(const scalar_t* out, int64_t numel) {
-  constexpr bool kFullLineStores = sizeof(scalar_t) * Lane<acc_t>::kWidth >= 64;
-  return kFullLineStores && numel > 0 && use_streaming_stores(out, numel * static_cast<int64_t>(sizeof(scalar_t)));
+// Whether an output of numel elements, written store_bytes at a time, is
+// streamed: when it is too large for the last-level cache and each store
+// fills a 64-byte line (float32 on AVX-512; bfloat16 too where map_range
+// takes it in pairs), so the op moves two bytes of DRAM traffic per byte of
+// output, not three. Half-line streaming stores measured slower here
+// (bfloat16 one vector at a time: Hardtanh forward+backward on 2^26 elements
+// 43 ms streamed, 33 ms not).
+template <typename scalar_t>
+bool stream_output(const scalar_t* out, int64_t numel, int64_t store_bytes) {
+  return store_bytes >= 64 && numel > 0 && use_streaming_stores(out, numel * static_cast<int64_t>(sizeof(scalar_t)));
 }
+
+// out[i] = fn(in[i]...) for i < n, fn called on lanes of acc_t; a light fn's
+// large outputs are streamed (stream_output).
 
 template <typename acc_t, typename scalar_t, typename Fn, typename... In>
 void map_elements(int64_t n, bool light, scalar_t* out, const Fn& fn, const In*... in) {
   constexpr int64_t W = Lane<acc_t>::kWidth;
   const int64_t groups = (n + W - 1) / W;
-  const bool stream = light && stream_output<acc_t>(out, n);
+  constexpr int64_t kStoreBytes = sizeof(scalar_t) * W * (kMapsPairs<acc_t, scalar_t> ? 2 : 1);
+  const bool stream = light && stream_output(out, n, kStoreBytes);
   at::parallel_for(0, groups, kElementGrain / W, [&](int64_t group_begin, int64_t group_end) {
     map_range<acc_t>(group_begin * W, std::min(group_end * W, n), stream, out, fn, in...);
   });
@@ -330,7 +356,7 @@ struct CpuActivationDriver {
         // Rows: max and sum are reduced across lanes. The partial last group
         // is padded with -inf, which adds e^-inf = 0 to the sum. The output
         // pass is light: streamed as map_elements does.
-        const bool stream = stream_output<acc_t>(y, output.numel());
+        const bool stream = stream_output(y, output.numel(), sizeof(scalar_t) * W);
         at::parallel_for(0, layout.outer, std::max<int64_t>(1, kElementGrain / D), [&](int64_t begin, int64_t end) {
           // A vector's room past the row: write_row loads whole vectors from any j < D.
           std::vector<acc_t> scratch(static_cast<size_t>(D + W));
@@ -438,7 +464,7 @@ struct CpuActivationDriver {
       if (inner == 1) {
         // Rows: <g, y> across lanes (padding adds 0 * 0), then y (g - <g, y>),
         // streamed as the forward's output.
-        const bool stream = stream_output<acc_t>(dx, grad_input.numel());
+        const bool stream = stream_output(dx, grad_input.numel(), sizeof(scalar_t) * W);
         at::parallel_for(0, layout.outer, std::max<int64_t>(1, kElementGrain / D), [&](int64_t begin, int64_t end) {
           for (int64_t row = begin; row < end; ++row) {
             const int64_t base = row * D;

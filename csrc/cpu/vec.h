@@ -364,9 +364,15 @@ struct BFloat16Pairs {
   }
 };
 
-// The inverse of BFloat16Pairs, rounding as bfloat16_bits.
+// The inverse of BFloat16Pairs, rounding as bfloat16_bits: the words of
+// 2 * kWidth bfloat16 values, stored by store_bfloat16_pairs (or streamed by
+// stream_raw below).
+inline uint_vector_t bfloat16_pair_words(VecF even, VecF odd) {
+  return (bfloat16_in_high_half(odd) & 0xffff0000u) | (bfloat16_in_high_half(even) >> 16);
+}
+
 inline void store_bfloat16_pairs(c10::BFloat16* p, VecF even, VecF odd) {
-  const uint_vector_t words = (bfloat16_in_high_half(odd) & 0xffff0000u) | (bfloat16_in_high_half(even) >> 16);
+  const uint_vector_t words = bfloat16_pair_words(even, odd);
   std::memcpy(p, &words, sizeof(words));
 }
 
