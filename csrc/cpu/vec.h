@@ -82,26 +82,26 @@ struct VecF {
   }
 };
 
-inline VecF operator+(VecF a, VecF b) { return VecF(a.v + b.v); }
-inline VecF operator-(VecF a, VecF b) { return VecF(a.v - b.v); }
-inline VecF operator*(VecF a, VecF b) { return VecF(a.v * b.v); }
-inline VecF operator/(VecF a, VecF b) { return VecF(a.v / b.v); }
-inline VecF operator-(VecF a) { return VecF(-a.v); }
-inline VecMask operator>(VecF a, VecF b) { return VecMask{a.v > b.v}; }
-inline VecMask operator<(VecF a, VecF b) { return VecMask{a.v < b.v}; }
-inline VecMask operator>=(VecF a, VecF b) { return VecMask{a.v >= b.v}; }
-inline VecMask operator<=(VecF a, VecF b) { return VecMask{a.v <= b.v}; }
+LOSSEXT_ALWAYS_INLINE VecF operator+(VecF a, VecF b) { return VecF(a.v + b.v); }
+LOSSEXT_ALWAYS_INLINE VecF operator-(VecF a, VecF b) { return VecF(a.v - b.v); }
+LOSSEXT_ALWAYS_INLINE VecF operator*(VecF a, VecF b) { return VecF(a.v * b.v); }
+LOSSEXT_ALWAYS_INLINE VecF operator/(VecF a, VecF b) { return VecF(a.v / b.v); }
+LOSSEXT_ALWAYS_INLINE VecF operator-(VecF a) { return VecF(-a.v); }
+LOSSEXT_ALWAYS_INLINE VecMask operator>(VecF a, VecF b) { return VecMask{a.v > b.v}; }
+LOSSEXT_ALWAYS_INLINE VecMask operator<(VecF a, VecF b) { return VecMask{a.v < b.v}; }
+LOSSEXT_ALWAYS_INLINE VecMask operator>=(VecF a, VecF b) { return VecMask{a.v >= b.v}; }
+LOSSEXT_ALWAYS_INLINE VecMask operator<=(VecF a, VecF b) { return VecMask{a.v <= b.v}; }
 
-inline VecF where(VecMask m, VecF a, VecF b) { return VecF(m.bits ? a.v : b.v); }
+LOSSEXT_ALWAYS_INLINE VecF where(VecMask m, VecF a, VecF b) { return VecF(m.bits ? a.v : b.v); }
 // NaN-propagating maximum, like torch.maximum: a NaN in either operand wins.
-inline VecF maximum(VecF a, VecF b) {
+LOSSEXT_ALWAYS_INLINE VecF maximum(VecF a, VecF b) {
   const float_vector_t larger = a.v > b.v ? a.v : b.v;
   return VecF(a.v != a.v ? a.v : larger);
 }
 // The larger of a and b where NaN handling does not matter (one vmaxps; which
 // operand a NaN yields is unspecified). The drivers use it for a row's max,
 // whose NaN case is caught by the softmax sum turning NaN.
-inline VecF unordered_maximum(VecF a, VecF b) {
+LOSSEXT_ALWAYS_INLINE VecF unordered_maximum(VecF a, VecF b) {
 #if defined(__AVX512F__)
   return VecF(float_vector_t(_mm512_max_ps(__m512(a.v), __m512(b.v))));
 #elif defined(__AVX__)
@@ -110,10 +110,10 @@ inline VecF unordered_maximum(VecF a, VecF b) {
   return VecF(a.v > b.v ? a.v : b.v);
 #endif
 }
-inline float unordered_maximum(float a, float b) { return a > b ? a : b; }
-inline double unordered_maximum(double a, double b) { return a > b ? a : b; }
+LOSSEXT_ALWAYS_INLINE float unordered_maximum(float a, float b) { return a > b ? a : b; }
+LOSSEXT_ALWAYS_INLINE double unordered_maximum(double a, double b) { return a > b ? a : b; }
 
-inline VecF absolute(VecF a) {
+LOSSEXT_ALWAYS_INLINE VecF absolute(VecF a) {
   int_vector_t bits;
   std::memcpy(&bits, &a.v, sizeof(bits));
   bits &= 0x7fffffff;
@@ -126,7 +126,7 @@ inline VecF absolute(VecF a) {
 // multiply-add a step (the build's -ffp-contract=fast), coefficients highest
 // degree first.
 template <size_t N>
-inline float_vector_t horner(float_vector_t x, const float (&c)[N]) {
+LOSSEXT_ALWAYS_INLINE float_vector_t horner(float_vector_t x, const float (&c)[N]) {
   float_vector_t p = float_vector_t{} + c[0];
   for (size_t k = 1; k < N; ++k) p = p * x + c[k];
   return p;
@@ -134,7 +134,7 @@ inline float_vector_t horner(float_vector_t x, const float (&c)[N]) {
 
 // The reduced argument of e^x = 2^n e^r: n = round(x log2 e) and the
 // polynomial value e^r, for |x| < 2^21 (NaN stays NaN).
-inline float_vector_t exponential_of_reduced(float_vector_t x, float_vector_t& n) {
+LOSSEXT_ALWAYS_INLINE float_vector_t exponential_of_reduced(float_vector_t x, float_vector_t& n) {
   constexpr float kLog2e = 1.44269504088896341f;
   constexpr float kLn2Hi = 0.693359375f;
   constexpr float kLn2Lo = -2.12194440e-4f;
@@ -154,7 +154,7 @@ inline float_vector_t exponential_of_reduced(float_vector_t x, float_vector_t& n
 // exponent field (n in [-126, 127] there) and multiplied. The result must be
 // normal (or 0 or inf): a subnormal product costs a microcode assist,
 // measured here at ~5 ns per element instead of ~0.3.
-inline float_vector_t scale_by_power_of_two(float_vector_t er, float_vector_t n, float_vector_t x, float low) {
+LOSSEXT_ALWAYS_INLINE float_vector_t scale_by_power_of_two(float_vector_t er, float_vector_t n, float_vector_t x, float low) {
 #if defined(__AVX512F__)
   const __mmask16 keep = _mm512_cmp_ps_mask(__m512(x), _mm512_set1_ps(low), _CMP_NLT_UQ);
   return float_vector_t(_mm512_maskz_scalef_ps(keep, __m512(er), __m512(n)));
@@ -175,7 +175,7 @@ inline float_vector_t scale_by_power_of_two(float_vector_t er, float_vector_t n,
 
 // The lanes of x clamped to [low, high], a NaN kept: vminps/vmaxps return
 // their second operand when either is NaN.
-inline float_vector_t clamp_keeping_nan(float_vector_t x, float low, float high) {
+LOSSEXT_ALWAYS_INLINE float_vector_t clamp_keeping_nan(float_vector_t x, float low, float high) {
 #if defined(__AVX512F__)
   return float_vector_t(_mm512_max_ps(_mm512_set1_ps(low), _mm512_min_ps(_mm512_set1_ps(high), __m512(x))));
 #elif defined(__AVX__)
@@ -186,7 +186,7 @@ inline float_vector_t clamp_keeping_nan(float_vector_t x, float low, float high)
 #endif
 }
 
-inline VecF exponential(VecF x) {
+LOSSEXT_ALWAYS_INLINE VecF exponential(VecF x) {
   // Below log(FLT_MIN) the result is flushed to zero rather than formed as a
   // subnormal (see scale_by_power_of_two): a relative change under 1e-38 of
   // any softmax denominator, which holds an exp(0) = 1 term. x is clamped to
@@ -217,27 +217,27 @@ inline VecF exponential(VecF x) {
 // first means no subnormal ever forms; e^-87 = 1.6e-38, so the flushed band
 // changes a softmax sum, which holds e^0 = 1, by at most 4e-38. -inf gives 0.
 // Pass 2 of the softmax losses runs it once per logit.
-inline VecF exponential_nonpositive(VecF x) {
+LOSSEXT_ALWAYS_INLINE VecF exponential_nonpositive(VecF x) {
   constexpr float kFlushBelow = -87.0f;
   float_vector_t n;
   const float_vector_t er = exponential_of_reduced(x.v < kFlushBelow ? float_vector_t{} + kFlushBelow : x.v, n);
   return VecF(scale_by_power_of_two(er, n, x.v, kFlushBelow));
 }
 // The scalar tails and the double path take the general exp.
-inline float exponential_nonpositive(float x) { return exponential(x); }
-inline double exponential_nonpositive(double x) { return exponential(x); }
+LOSSEXT_ALWAYS_INLINE float exponential_nonpositive(float x) { return exponential(x); }
+LOSSEXT_ALWAYS_INLINE double exponential_nonpositive(double x) { return exponential(x); }
 
 // ---- Activation math (csrc/activations/): masks, expm1, tanh, the normal CDF. ----
 // Scalar counterparts (libm / CUDA) are in csrc/activations/activation_math.h.
 
-inline VecMask operator|(VecMask a, VecMask b) { return VecMask{a.bits | b.bits}; }
-inline VecMask operator&(VecMask a, VecMask b) { return VecMask{a.bits & b.bits}; }
+LOSSEXT_ALWAYS_INLINE VecMask operator|(VecMask a, VecMask b) { return VecMask{a.bits | b.bits}; }
+LOSSEXT_ALWAYS_INLINE VecMask operator&(VecMask a, VecMask b) { return VecMask{a.bits & b.bits}; }
 
 // exp(x) - 1 without the cancellation of exp(x) - 1 near 0: for |x| < 1/2 the
 // Taylor series to x^9 (the next term, x^10 / 10!, is below 3e-10 of the
 // result), else exp(x) - 1, where exp's ~1e-7 relative error is amplified by
 // at most e^x / |e^x - 1| <= 2.6. Limits: -1 at -inf, inf at inf, NaN stays NaN.
-inline VecF exponential_minus_one(VecF x) {
+LOSSEXT_ALWAYS_INLINE VecF exponential_minus_one(VecF x) {
   const float_vector_t series = horner(x.v, {
       1.0f / 362880.0f, 1.0f / 40320.0f, 1.0f / 5040.0f, 1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f,
       1.0f / 6.0f, 0.5f}) * (x.v * x.v) + x.v;
@@ -250,7 +250,7 @@ inline VecF exponential_minus_one(VecF x) {
 // else 1 - 2 / (exp(2|x|) + 1) with x's sign, where the result is at least
 // 0.55 so exp's relative error passes through undamped but not amplified.
 // exp(2|x|) overflows to inf above 44, giving exactly +-1; NaN stays NaN.
-inline VecF hyperbolic_tangent(VecF x) {
+LOSSEXT_ALWAYS_INLINE VecF hyperbolic_tangent(VecF x) {
   const float_vector_t magnitude = absolute(x).v;
   const float_vector_t x2 = x.v * x.v;
   const float_vector_t poly = horner(x2, {
@@ -273,7 +273,7 @@ inline VecF hyperbolic_tangent(VecF x) {
 // Phi keeps its relative accuracy in the left tail, where it is small. The
 // rounding of x^2 in exp(-x^2/2) adds up to x^2/2 ulp relative error there
 // (1e-6 at x = -5.6, where Phi is 1e-8). Phi(+-inf) = 1, 0; NaN stays NaN.
-inline void normal_cdf_and_density(VecF x, VecF& cdf, VecF& density) {
+LOSSEXT_ALWAYS_INLINE void normal_cdf_and_density(VecF x, VecF& cdf, VecF& density) {
   constexpr float kHalfInvSqrtTwo = 0.35355339059327376f;  // z/2 = |x| / (2 sqrt 2)
   constexpr float kInvSqrtTwoPi = 0.39894228040143268f;
   const float_vector_t t = 1.0f / (1.0f + absolute(x).v * kHalfInvSqrtTwo);
@@ -289,7 +289,7 @@ inline void normal_cdf_and_density(VecF x, VecF& cdf, VecF& density) {
   density = VecF(kInvSqrtTwoPi * gaussian);
 }
 
-inline VecF normal_cdf(VecF x) {
+LOSSEXT_ALWAYS_INLINE VecF normal_cdf(VecF x) {
   VecF cdf, density;
   normal_cdf_and_density(x, cdf, density);
   return cdf;
@@ -297,9 +297,9 @@ inline VecF normal_cdf(VecF x) {
 
 // ---- Conversions between storage types and the fp32 compute vector. ----
 
-inline VecF load_as_float(const float* p) { return VecF::load(p); }
+LOSSEXT_ALWAYS_INLINE VecF load_as_float(const float* p) { return VecF::load(p); }
 
-inline VecF load_as_float(const c10::BFloat16* p) {
+LOSSEXT_ALWAYS_INLINE VecF load_as_float(const c10::BFloat16* p) {
   // bfloat16 is the high half of a float: widening is a 16-bit shift.
   uint16_vector_t raw;
   std::memcpy(&raw, p, sizeof(raw));
@@ -309,7 +309,7 @@ inline VecF load_as_float(const c10::BFloat16* p) {
   return VecF(r);
 }
 
-inline VecF load_as_float(const c10::Half* p) {
+LOSSEXT_ALWAYS_INLINE VecF load_as_float(const c10::Half* p) {
 #if defined(__AVX512F__)
   const __m512 wide = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   float_vector_t r;
@@ -328,12 +328,12 @@ inline VecF load_as_float(const c10::Half* p) {
 #endif
 }
 
-inline void store_from_float(float* p, VecF x) { x.store(p); }
+LOSSEXT_ALWAYS_INLINE void store_from_float(float* p, VecF x) { x.store(p); }
 
 // x rounded to bfloat16 (to nearest even, as c10::BFloat16's constructor) in
 // the high 16 bits of each 32-bit lane; the low 16 bits are left over from
 // the rounding. NaN becomes the quiet NaN 0x7fc0.
-inline uint_vector_t bfloat16_in_high_half(VecF x) {
+LOSSEXT_ALWAYS_INLINE uint_vector_t bfloat16_in_high_half(VecF x) {
   uint_vector_t bits;
   std::memcpy(&bits, &x.v, sizeof(bits));
   const uint_vector_t rounded = bits + (((bits >> 16) & 1u) + 0x7fffu);
@@ -341,7 +341,7 @@ inline uint_vector_t bfloat16_in_high_half(VecF x) {
 }
 
 // The 16-bit patterns of x rounded to bfloat16.
-inline uint16_vector_t bfloat16_bits(VecF x) {
+LOSSEXT_ALWAYS_INLINE uint16_vector_t bfloat16_bits(VecF x) {
   return __builtin_convertvector(bfloat16_in_high_half(x) >> 16, uint16_vector_t);
 }
 
@@ -367,17 +367,17 @@ struct BFloat16Pairs {
 // The inverse of BFloat16Pairs, rounding as bfloat16_bits: the words of
 // 2 * kWidth bfloat16 values, stored by store_bfloat16_pairs (or streamed by
 // stream_raw below).
-inline uint_vector_t bfloat16_pair_words(VecF even, VecF odd) {
+LOSSEXT_ALWAYS_INLINE uint_vector_t bfloat16_pair_words(VecF even, VecF odd) {
   return (bfloat16_in_high_half(odd) & 0xffff0000u) | (bfloat16_in_high_half(even) >> 16);
 }
 
-inline void store_bfloat16_pairs(c10::BFloat16* p, VecF even, VecF odd) {
+LOSSEXT_ALWAYS_INLINE void store_bfloat16_pairs(c10::BFloat16* p, VecF even, VecF odd) {
   const uint_vector_t words = bfloat16_pair_words(even, odd);
   std::memcpy(p, &words, sizeof(words));
 }
 
 // The 16-bit patterns of x rounded to float16 (to nearest even, as c10::Half).
-inline uint16_vector_t half_bits(VecF x) {
+LOSSEXT_ALWAYS_INLINE uint16_vector_t half_bits(VecF x) {
   uint16_vector_t narrow;
 #if defined(__AVX512F__)
   __m512 wide;
@@ -395,12 +395,12 @@ inline uint16_vector_t half_bits(VecF x) {
   return narrow;
 }
 
-inline void store_from_float(c10::BFloat16* p, VecF x) {
+LOSSEXT_ALWAYS_INLINE void store_from_float(c10::BFloat16* p, VecF x) {
   const uint16_vector_t narrow = bfloat16_bits(x);
   std::memcpy(p, &narrow, sizeof(narrow));
 }
 
-inline void store_from_float(c10::Half* p, VecF x) {
+LOSSEXT_ALWAYS_INLINE void store_from_float(c10::Half* p, VecF x) {
   const uint16_vector_t narrow = half_bits(x);
   std::memcpy(p, &narrow, sizeof(narrow));
 }
@@ -411,14 +411,14 @@ inline void store_from_float(c10::Half* p, VecF x) {
 // scalar ones). Masked loads and stores (AVX-512 BW) touch no memory past
 // p + count; elsewhere a stack buffer stands in.
 
-inline VecMask first_lanes(int64_t count) {
+LOSSEXT_ALWAYS_INLINE VecMask first_lanes(int64_t count) {
   int_vector_t lane;
   for (int i = 0; i < VecF::kWidth; ++i) lane[i] = i;
   return VecMask{lane < static_cast<int32_t>(count)};
 }
 
 template <typename scalar_t>
-inline VecF load_as_float_partial(const scalar_t* p, int64_t count, float fill) {
+LOSSEXT_ALWAYS_INLINE VecF load_as_float_partial(const scalar_t* p, int64_t count, float fill) {
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
   const __mmask16 mask = static_cast<__mmask16>((1u << count) - 1u);
   if constexpr (std::is_same_v<scalar_t, float>) {
@@ -440,7 +440,7 @@ inline VecF load_as_float_partial(const scalar_t* p, int64_t count, float fill) 
 }
 
 template <typename scalar_t>
-inline void store_from_float_partial(scalar_t* p, int64_t count, VecF x) {
+LOSSEXT_ALWAYS_INLINE void store_from_float_partial(scalar_t* p, int64_t count, VecF x) {
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
   const __mmask16 mask = static_cast<__mmask16>((1u << count) - 1u);
   if constexpr (std::is_same_v<scalar_t, float>) {
@@ -469,14 +469,14 @@ inline void store_from_float_partial(scalar_t* p, int64_t count, VecF x) {
 
 // raw's bytes as the intrinsic's vector type, given to `store` at p.
 template <typename Bits, typename Raw, typename Store>
-inline void store_bits(void* p, const Raw& raw, Store store) {
+LOSSEXT_ALWAYS_INLINE void store_bits(void* p, const Raw& raw, Store store) {
   Bits bits;
   std::memcpy(&bits, &raw, sizeof(bits));
   store(reinterpret_cast<Bits*>(p), bits);
 }
 
 template <typename Raw>
-inline void stream_raw(void* p, const Raw& raw) {
+LOSSEXT_ALWAYS_INLINE void stream_raw(void* p, const Raw& raw) {
   static_assert(sizeof(Raw) == 16 || sizeof(Raw) == 32 || sizeof(Raw) == 64, "a 16-, 32- or 64-byte vector");
 #if defined(__AVX512F__)
   if constexpr (sizeof(Raw) == 64) {
@@ -496,11 +496,11 @@ inline void stream_raw(void* p, const Raw& raw) {
   std::memcpy(p, &raw, sizeof(raw));  // no streaming store for this width: an ordinary one
 }
 
-inline void stream_from_float(float* p, VecF x) { stream_raw(p, x.v); }
-inline void stream_from_float(c10::BFloat16* p, VecF x) { stream_raw(p, bfloat16_bits(x)); }
-inline void stream_from_float(c10::Half* p, VecF x) { stream_raw(p, half_bits(x)); }
+LOSSEXT_ALWAYS_INLINE void stream_from_float(float* p, VecF x) { stream_raw(p, x.v); }
+LOSSEXT_ALWAYS_INLINE void stream_from_float(c10::BFloat16* p, VecF x) { stream_raw(p, bfloat16_bits(x)); }
+LOSSEXT_ALWAYS_INLINE void stream_from_float(c10::Half* p, VecF x) { stream_raw(p, half_bits(x)); }
 
-inline void streaming_fence() {
+LOSSEXT_ALWAYS_INLINE void streaming_fence() {
 #if defined(__SSE2__)
   _mm_sfence();
 #endif
@@ -516,7 +516,7 @@ using lossext::nonnegative_power;
 // polynomial for log(1 + f) - f + f^2 / 2 (relative error ~1e-7). Subnormals
 // are scaled by 2^23 into the normal range first. log 0 = -inf, log(x < 0) =
 // NaN, log inf = inf, NaN stays NaN, as logf.
-inline VecF logarithm(VecF x) {
+LOSSEXT_ALWAYS_INLINE VecF logarithm(VecF x) {
   constexpr float kMinNormal = 1.17549435e-38f;
   constexpr float kTwoTo23 = 8388608.0f;
   constexpr float kSqrtHalf = 0.707106781186547524f;
@@ -554,7 +554,7 @@ inline VecF logarithm(VecF x) {
 // flushed to a zero result here rather than passed to exponential(): its own
 // flush below log(FLT_MIN) still forms a subnormal product first, and every
 // subnormal costs a microcode assist (measured: 25 ns per element instead of 3).
-inline VecF nonnegative_power(VecF a, VecF b) {
+LOSSEXT_ALWAYS_INLINE VecF nonnegative_power(VecF a, VecF b) {
   constexpr float kFlushBelow = -87.0f;  // exp(-87) = 1.6e-38, still normal
   const float_vector_t exponent = (b * logarithm(a)).v;
   const auto flushed = exponent < kFlushBelow;
