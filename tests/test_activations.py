@@ -135,23 +135,26 @@ def test_elementwise_matches_torch_and_reference(backend, name, dtype, device):
 
 
 @pytest.mark.skipif(not lossext.extension_loaded(), reason="lossext._C is not built")
+@pytest.mark.parametrize("streamed", [True, False])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", list(ELEMENTWISE))
-def test_elementwise_streaming_stores(monkeypatch, name, dtype):
-    # Light activations' float32 outputs above the last-level cache are written with streaming
-    # stores (activation.h, cpu/activation_driver.h); LOSSEXT_STREAMING_STORES_ABOVE=0 forces them
-    # for every size (other cases ignore it). 1665 elements end in a partial vector; 300,007
-    # split into ranges on every thread.
-    monkeypatch.setenv("LOSSEXT_STREAMING_STORES_ABOVE", "0")
+def test_elementwise_streaming_stores(monkeypatch, name, dtype, streamed):
+    # Light activations' float32 and bfloat16 outputs above the last-level cache are written upwards
+    # with streaming stores, everything else downwards with ordinary ones (activation.h,
+    # cpu/activation_driver.h); LOSSEXT_STREAMING_STORES_ABOVE=0 forces streaming for every size,
+    # a huge value forbids it (other cases ignore it). 1665 elements end in a partial vector;
+    # 300,007 split into ranges on every thread, whose bfloat16 ranges may start mid-line.
+    monkeypatch.setenv("LOSSEXT_STREAMING_STORES_ABOVE", "0" if streamed else str(1 << 62))
     ours, native, _, kinks = ELEMENTWISE[name]
     rtol, atol = TOLERANCE[dtype]
+    label = "streamed" if streamed else "not streamed"
     for shape in ((37, 45), (300_007,)):
         x = sample(shape, dtype, "cpu", away_from=kinks)
         g = sample(shape, dtype, "cpu", seed=1, scale=1.0)
         y, dx = forward_backward(ours, x, g)
         expected_y, expected_dx = upcast_reference(native, x, g)
-        assert_close(y, expected_y, rtol, atol, f"{name} forward, streamed, {shape}")
-        assert_close(dx, expected_dx, *grad_tolerance(name, dtype, g), f"{name} gradient, streamed, {shape}")
+        assert_close(y, expected_y, rtol, atol, f"{name} forward, {label}, {shape}")
+        assert_close(dx, expected_dx, *grad_tolerance(name, dtype, g), f"{name} gradient, {label}, {shape}")
 
 
 SPECIALS = [float("-inf"), -100.0, -3.0, -0.0, 0.0, 3.0, 100.0, float("inf"), float("nan")]
