@@ -6,8 +6,9 @@ inputs) and cast back, with autograd providing the gradient. Where the branch
 of torch.where that is not selected could overflow (its gradient would then
 be 0 * inf = NaN), its argument is confined to its own side first, so
 gradients stay finite where the math says they are. NaN takes the branch
-PyTorch's kernels give it, so forward values and gradients at +-inf and NaN
-match torch.nn.functional in float64.
+PyTorch's vectorised kernels give it, so forward values and gradients at +-inf
+and NaN match torch.nn.functional in float64 (whose scalar remainder loops
+treat NaN otherwise in elu_backward and hardtanh_backward).
 """
 
 import math

@@ -120,7 +120,8 @@ inline void map_range(int64_t begin, int64_t end, bool stream, scalar_t* out, co
     }
   };
   if (stream) {
-    const int64_t past_alignment = static_cast<int64_t>(reinterpret_cast<uintptr_t>(out + begin) / sizeof(scalar_t) % kStep);
+    const auto address = reinterpret_cast<uintptr_t>(out + begin);
+    const int64_t past_alignment = static_cast<int64_t>(address / sizeof(scalar_t) % kStep);
     int64_t i = past_alignment == 0 ? begin : std::min(end, begin + kStep - past_alignment);
     partial_vectors(begin, i);
     for (; i + kStep <= end; i += kStep) whole_step(i, true);
@@ -148,9 +149,9 @@ struct LightBackward<Act, std::void_t<decltype(Act::kLightBackward)>> : std::boo
 // streamed: when it is too large for the last-level cache and each store
 // fills a 64-byte line (float32 on AVX-512; bfloat16 too where map_range
 // takes it in pairs), so the op moves two bytes of DRAM traffic per byte of
-// output, not three. Half-line streaming stores measured slower here
-// (bfloat16 one vector at a time: Hardtanh forward+backward on 2^26 elements
-// 43 ms streamed, 33 ms not).
+// output, not three. Half-line streaming stores measured slower for the
+// activations (bfloat16 one vector at a time: Hardtanh forward+backward on
+// 2^26 elements 43 ms streamed, 33 ms not).
 template <typename scalar_t>
 bool stream_output(const scalar_t* out, int64_t numel, int64_t store_bytes) {
   return store_bytes >= 64 && numel > 0 && use_streaming_stores(out, numel * static_cast<int64_t>(sizeof(scalar_t)));
@@ -158,7 +159,6 @@ bool stream_output(const scalar_t* out, int64_t numel, int64_t store_bytes) {
 
 // out[i] = fn(in[i]...) for i < n, fn called on lanes of acc_t; a light fn's
 // large outputs are streamed (stream_output).
-
 template <typename acc_t, typename scalar_t, typename Fn, typename... In>
 void map_elements(int64_t n, bool light, scalar_t* out, const Fn& fn, const In*... in) {
   constexpr int64_t W = Lane<acc_t>::kWidth;

@@ -154,7 +154,8 @@ LOSSEXT_ALWAYS_INLINE float_vector_t exponential_of_reduced(float_vector_t x, fl
 // exponent field (n in [-126, 127] there) and multiplied. The result must be
 // normal (or 0 or inf): a subnormal product costs a microcode assist,
 // measured here at ~5 ns per element instead of ~0.3.
-LOSSEXT_ALWAYS_INLINE float_vector_t scale_by_power_of_two(float_vector_t er, float_vector_t n, float_vector_t x, float low) {
+LOSSEXT_ALWAYS_INLINE float_vector_t scale_by_power_of_two(float_vector_t er, float_vector_t n, float_vector_t x,
+                                                           float low) {
 #if defined(__AVX512F__)
   const __mmask16 keep = _mm512_cmp_ps_mask(__m512(x), _mm512_set1_ps(low), _CMP_NLT_UQ);
   return float_vector_t(_mm512_maskz_scalef_ps(keep, __m512(er), __m512(n)));
