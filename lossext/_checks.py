@@ -1,13 +1,17 @@
-"""Argument checks and the (N, C) view shared by the kernels and the reference.
+"""Argument checks shared by the kernels' wrappers and the references, and the (N, C) view of a loss call.
 
 Every public loss goes through `canonicalize`, so both backends accept and
-reject the same calls, with the exception types F.cross_entropy uses.
+reject the same calls, with the exception types F.cross_entropy uses; the
+activations' checks raise what torch.nn.functional raises for the same call.
 """
 
+import math
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import torch
+
+# ---- Losses. ----
 
 _REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
 _INDEX_DTYPES = (torch.int64, torch.int32, torch.uint8)
@@ -116,3 +120,89 @@ def check_target_range(target: torch.Tensor, num_classes: int, ignore_index: int
     if valid.numel() and (bool((valid < 0).any()) or bool((valid >= num_classes).any())):
         bad = valid[(valid < 0) | (valid >= num_classes)][0].item()
         raise IndexError(f"Target {bad} is out of bounds.")
+
+
+def check_label_smoothing(label_smoothing: float) -> None:
+    if label_smoothing > 1.0:
+        raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
+
+
+def check_hinge_params(p: float, margin: float) -> None:
+    if not (math.isfinite(p) and p >= 1.0):
+        raise ValueError(f"hinge: p must be a finite real number >= 1, got {p}")
+    if not math.isfinite(margin):
+        raise ValueError(f"hinge: margin must be finite, got {margin}")
+
+
+def check_alpha(alpha: float) -> None:
+    if not alpha > 0.0:  # also rejects NaN; inf is allowed
+        raise ValueError(f"alpha_loss: alpha must be > 0 (or inf), got {alpha}")
+
+
+def check_two_scale_scale(name: str, value: Union[float, torch.Tensor], input: torch.Tensor) -> None:
+    """r1, r2 or norm of two_scale_cross_entropy: a positive float, or a one-element tensor on the input's device
+    (a tensor's sign is not read: that would be a device sync)."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"two_scale_cross_entropy: {name} must be a float or a one-element tensor, "
+                             f"got shape {tuple(value.shape)}")
+        if value.device != input.device:
+            raise RuntimeError(f"two_scale_cross_entropy: {name} must be on the input's device "
+                               f"({input.device}), got {value.device}")
+    elif not float(value) > 0:
+        raise ValueError(f"two_scale_cross_entropy: {name} must be positive, got {value}")
+
+
+# ---- Activations. ----
+
+ACTIVATION_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+GELU_APPROXIMATIONS = ("none", "tanh")
+
+
+def check_activation_input(name: str, input: torch.Tensor) -> None:
+    """A tensor of a dtype the activation kernels have."""
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(f"lossext.{name}: input must be a tensor, got {type(input).__name__}")
+    if input.dtype not in ACTIVATION_DTYPES:
+        raise TypeError(f"lossext.{name}: input must be float32, float64, float16 or bfloat16, got {input.dtype}")
+
+
+def check_not_inplace(name: str, inplace: bool) -> None:
+    """The torch.nn.functional signatures take `inplace`; only False is supported."""
+    if inplace:
+        raise NotImplementedError(f"lossext.{name}: inplace=True is not supported; call it with inplace=False")
+
+
+def check_channel_parameter(name: str, argument: str, input: torch.Tensor, parameter: torch.Tensor) -> None:
+    """PReLU's weight and Swish's beta: one value or one per channel of dim 1, in the input's dtype and device."""
+    if parameter.dtype != input.dtype:
+        raise TypeError(f"lossext.{name}: {argument} must have the input's dtype ({input.dtype}), "
+                        f"got {parameter.dtype}")
+    if parameter.device != input.device:
+        raise RuntimeError(f"lossext.{name}: {argument} must be on the input's device ({input.device}), "
+                           f"got {parameter.device}")
+    if parameter.dim() > 1:
+        raise RuntimeError(f"lossext.{name}: {argument} must be a scalar or a 1-D tensor, got shape "
+                           f"{tuple(parameter.shape)}")
+    channels = input.shape[1] if input.dim() >= 2 else 1
+    if parameter.numel() != 1 and parameter.numel() != channels:
+        raise RuntimeError(f"lossext.{name}: {argument} must have one value or one per channel (dim 1 of the "
+                           f"input, size {channels}), got {parameter.numel()} values")
+
+
+def check_swish_beta(input: torch.Tensor, beta: Union[float, torch.Tensor]) -> None:
+    """A float, or a tensor checked as a channel parameter."""
+    if isinstance(beta, torch.Tensor):
+        check_channel_parameter("swish", "beta", input, beta)
+    elif not isinstance(beta, (int, float)):
+        raise TypeError(f"lossext.swish: beta must be a float or a tensor, got {type(beta).__name__}")
+
+
+def check_gelu_approximate(approximate: str) -> None:
+    if approximate not in GELU_APPROXIMATIONS:
+        raise RuntimeError(f"lossext.gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
+def check_hardtanh_bounds(min_val: float, max_val: float) -> None:
+    if min_val > max_val:
+        raise ValueError("min_val cannot be greater than max_val")

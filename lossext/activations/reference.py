@@ -1,8 +1,8 @@
 """Pure-PyTorch references of the activations: ground truth in tests and the fallback when lossext._C is missing.
 
 Each is written from its formula with elementary tensor operations (never the
-torch.nn.functional op of the same name) in float32 (float64 for float64
-inputs) and cast back, with autograd providing the gradient. Where the branch
+torch.nn.functional op of the same name) in the kernels' accumulation dtype
+(float32; float64 for float64 inputs) and cast back, with autograd providing the gradient. Where the branch
 of torch.where that is not selected could overflow (its gradient would then
 be 0 * inf = NaN), its argument is confined to its own side first, so
 gradients stay finite where the math says they are. NaN takes the branch
@@ -12,11 +12,12 @@ treat NaN otherwise in elu_backward and hardtanh_backward).
 """
 
 import math
-from typing import Union
+from typing import Optional, Union
 
 import torch
 
-from .reference import compute_dtype
+from .._checks import check_gelu_approximate, check_hardtanh_bounds, check_not_inplace
+from .._dtypes import accumulation_dtype
 
 __all__ = [
     "elu",
@@ -39,7 +40,7 @@ SELU_SCALE = 1.0507009873554804934193349852946
 
 
 def _compute(input: torch.Tensor) -> torch.Tensor:
-    return input.to(compute_dtype(input.dtype))
+    return input.to(accumulation_dtype(input.dtype))
 
 
 def channel_view(parameter: torch.Tensor, input: torch.Tensor) -> torch.Tensor:
@@ -55,21 +56,16 @@ def logistic(x: torch.Tensor) -> torch.Tensor:
     return torch.exp(-torch.logaddexp(torch.zeros_like(x), -x))
 
 
-def _check_not_inplace(name: str, inplace: bool) -> None:
-    if inplace:
-        raise NotImplementedError(f"lossext.{name}: inplace=True is not supported; call it with inplace=False")
-
-
 def relu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """max(x, 0), with zero gradient at 0 and NaN passed through (gradient 1), as in PyTorch."""
-    _check_not_inplace("relu", inplace)
+    check_not_inplace("relu", inplace)
     x = _compute(input)
     return torch.where(x <= 0, torch.zeros((), dtype=x.dtype, device=x.device), x).to(input.dtype)
 
 
 def leaky_relu(input: torch.Tensor, negative_slope: float = 0.01, inplace: bool = False) -> torch.Tensor:
     """x for x > 0, negative_slope * x otherwise."""
-    _check_not_inplace("leaky_relu", inplace)
+    check_not_inplace("leaky_relu", inplace)
     x = _compute(input)
     return torch.where(x > 0, x, negative_slope * x).to(input.dtype)
 
@@ -92,14 +88,14 @@ def non_positive_part(x: torch.Tensor) -> torch.Tensor:
 def elu(input: torch.Tensor, alpha: float = 1.0, inplace: bool = False) -> torch.Tensor:
     """x for x > 0, alpha (e^x - 1) otherwise; NaN takes the exponential branch, so its gradient is NaN,
     as in PyTorch's vectorised elu_backward."""
-    _check_not_inplace("elu", inplace)
+    check_not_inplace("elu", inplace)
     x = _compute(input)
     return torch.where(x > 0, x, alpha * torch.expm1(non_positive_part(x))).to(input.dtype)
 
 
 def selu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """scale * elu(x, alpha) with SELU's constants."""
-    _check_not_inplace("selu", inplace)
+    check_not_inplace("selu", inplace)
     x = _compute(input)
     return (SELU_SCALE * torch.where(x > 0, x, SELU_ALPHA * torch.expm1(non_positive_part(x)))).to(input.dtype)
 
@@ -116,7 +112,7 @@ def tanh(input: torch.Tensor) -> torch.Tensor:
 
 def silu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """x * sigmoid(x)."""
-    _check_not_inplace("silu", inplace)
+    check_not_inplace("silu", inplace)
     x = _compute(input)
     return (x * logistic(x)).to(input.dtype)
 
@@ -131,21 +127,19 @@ def swish(input: torch.Tensor, beta: Union[float, torch.Tensor]) -> torch.Tensor
 def gelu(input: torch.Tensor, approximate: str = "none") -> torch.Tensor:
     """x Phi(x), Phi(x) = erfc(-x / sqrt 2) / 2; or x (1 + tanh u) / 2 = x sigmoid(2u),
     u = sqrt(2/pi) (x + 0.044715 x^3)."""
+    check_gelu_approximate(approximate)
     x = _compute(input)
     if approximate == "tanh":
         inner = math.sqrt(2 / math.pi) * (x + 0.044715 * x * x * x)
         return (x * logistic(2 * inner)).to(input.dtype)
-    if approximate != "none":
-        raise RuntimeError(f"lossext.gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     return (x * 0.5 * torch.special.erfc(-x * math.sqrt(0.5))).to(input.dtype)
 
 
 def hardtanh(input: torch.Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> torch.Tensor:
     """clamp(x, min_val, max_val), with zero gradient at the bounds themselves and at NaN (which passes
     through), as in PyTorch's vectorised hardtanh_backward."""
-    _check_not_inplace("hardtanh", inplace)
-    if min_val > max_val:
-        raise ValueError("min_val cannot be greater than max_val")
+    check_not_inplace("hardtanh", inplace)
+    check_hardtanh_bounds(min_val, max_val)
     x = _compute(input)
     # The bounds as the input's dtype holds them, as the kernels use them.
     lo = torch.tensor(min_val, dtype=input.dtype).item()
@@ -156,7 +150,7 @@ def hardtanh(input: torch.Tensor, min_val: float = -1.0, max_val: float = 1.0, i
     return torch.where((x > lo) & (x < hi), x, clamped).to(input.dtype)
 
 
-def softmax(input: torch.Tensor, dim: int, dtype: torch.dtype = None) -> torch.Tensor:
+def softmax(input: torch.Tensor, dim: int, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
     """e^(x - m) / sum e^(x - m) along dim, m the max along dim.
 
     m is detached: softmax does not depend on the shift, so its gradient through m is zero.

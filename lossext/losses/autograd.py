@@ -1,18 +1,21 @@
-"""Explicit torch.autograd.Function classes over the lossext ops.
+"""Explicit torch.autograd.Function classes over the row-loss ops.
 
 The public functions (lossext.cross_entropy, ...) call the ops through the
-dispatcher, whose autograd formulas are registered in lossext._ops. These
+dispatcher, whose autograd formulas are registered in lossext.losses.ops. These
 classes run the same forward op and the same backward code for users who
 want an autograd.Function: to compose with other Functions, subclass, or call
-`.apply` on prepared (N, C) rows.
+`.apply` on prepared (N, C) rows. `apply` takes its arguments positionally
+(autograd.Function.apply takes no keywords), in the order `forward` lists them
+after ctx; input is (N, C) logits, target (N,) class indices.
 """
 
-from typing import Callable, Optional
+import inspect
+from typing import Optional, Sequence
 
 import torch
 
-from . import _ops, functional
-from ._canonical import reduction_code
+from .._checks import reduction_code
+from . import ops
 
 __all__ = [
     "AlphaLossFunction",
@@ -29,88 +32,129 @@ __all__ = [
     "TanimotoFunction",
 ]
 
+# The arguments of every forward besides ctx and the loss's own parameters.
+_COMMON_ARGUMENT_COUNT = len(("input", "target", "weight", "ignore_index", "reduction"))
+
 
 class RowLossFunction(torch.autograd.Function):
-    """Base class: a row loss `loss_name` on (N, C) logits and (N,) class indices."""
+    """Base class: a row loss's op on (N, C) logits and (N,) class indices.
 
-    loss_name = ""
+    A subclass's forward calls `run` with the loss's op name and its own parameters;
+    backward, the same for every loss, returns the input's gradient.
+    """
 
     @classmethod
-    def _run(cls, ctx, input, target, weight, params, ignore_index, reduction):
-        red = reduction_code(reduction)
-        compute_grad = input.requires_grad and _ops.gradient_mode(input.device) == "fused"
-        op_inputs = (input, target, weight, list(params), None, ignore_index, red, compute_grad)
-        output = _ops._op(cls.loss_name, "forward")(*op_inputs)
-        _ops.save_for_backward(ctx, op_inputs, output)
+    def apply(cls, *args):
+        """Run `forward(ctx, *args)` with autograd; the arguments are checked against forward's signature."""
+        parameters = [parameter.replace(annotation=inspect.Parameter.empty)
+                      for parameter in list(inspect.signature(cls.forward).parameters.values())[1:]]  # without ctx
+        required = sum(parameter.default is inspect.Parameter.empty for parameter in parameters)
+        if not required <= len(args) <= len(parameters):
+            raise TypeError(f"{cls.__name__}.apply takes ({', '.join(map(str, parameters))}), positionally; "
+                            f"got {len(args)} arguments")
+        return super().apply(*args)
+
+    @staticmethod
+    def run(ctx, loss_name: str, input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor],
+            params: Sequence[float], ignore_index: int, reduction: str) -> torch.Tensor:
+        """The loss of the `loss_name` op, with what backward needs saved on ctx."""
+        compute_grad = input.requires_grad and ops.gradient_mode(input.device) == "fused"
+        op_inputs = (input, target, weight, list(params), None, ignore_index, reduction_code(reduction), compute_grad)
+        output = ops.row_loss_op(loss_name, "forward")(*op_inputs)
+        ops.save_for_backward(ctx, op_inputs, output)
+        ctx.loss_name = loss_name
+        ctx.num_inputs = _COMMON_ARGUMENT_COUNT + len(params)
         return output[0]
 
-    @classmethod
-    def _input_gradient(cls, ctx, grad_loss):
-        return _ops.gradients(ctx, cls.loss_name, grad_loss)[0]
+    @staticmethod
+    def backward(ctx, grad_loss: torch.Tensor):
+        grad_input = ops.gradients(ctx, ctx.loss_name, grad_loss)[0]
+        return (grad_input,) + (None,) * (ctx.num_inputs - 1)
 
 
 class CrossEntropyFunction(RowLossFunction):
-    """`CrossEntropyFunction.apply(input, target, weight, ignore_index, reduction, label_smoothing)`.
-
-    input (N, C) logits, target (N,) class indices; the fused cross-entropy kernel.
-    """
-
-    loss_name = "cross_entropy"
+    """lossext.cross_entropy on (N, C) rows; its arguments in F.cross_entropy's order."""
 
     @staticmethod
     def forward(ctx, input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
-                ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0):
-        return CrossEntropyFunction._run(ctx, input, target, weight, [label_smoothing], ignore_index, reduction)
+                ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0) -> torch.Tensor:
+        return RowLossFunction.run(ctx, "cross_entropy", input, target, weight, [label_smoothing], ignore_index,
+                                   reduction)
+
+
+class HingeFunction(RowLossFunction):
+    """lossext.hinge on (N, C) rows."""
 
     @staticmethod
-    def backward(ctx, grad_loss):
-        return CrossEntropyFunction._input_gradient(ctx, grad_loss), None, None, None, None, None
+    def forward(ctx, input: torch.Tensor, target: torch.Tensor, p: float, margin: float,
+                weight: Optional[torch.Tensor] = None, ignore_index: int = -100,
+                reduction: str = "mean") -> torch.Tensor:
+        return RowLossFunction.run(ctx, "hinge", input, target, weight, [p, margin], ignore_index, reduction)
 
 
-_TRAILING_DEFAULTS = (None, -100, "mean")  # weight, ignore_index, reduction
+class AlphaLossFunction(RowLossFunction):
+    """lossext.alpha_loss on (N, C) rows."""
+
+    @staticmethod
+    def forward(ctx, input: torch.Tensor, target: torch.Tensor, alpha: float, weight: Optional[torch.Tensor] = None,
+                ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
+        return RowLossFunction.run(ctx, "alpha_loss", input, target, weight, [alpha], ignore_index, reduction)
 
 
-def row_loss_function(function: Callable) -> type:
-    """An autograd.Function over the op of lossext.functional's `function` (the op has its name), with its parameters.
+def _parameter_free_forward(loss_name: str) -> staticmethod:
+    """The forward of a loss without parameters of its own."""
 
-    `apply(input, target, *params, weight=None, ignore_index=-100, reduction="mean")`, all positional
-    (autograd.Function.apply takes no keywords); input (N, C) logits, target (N,) class indices.
-    """
-    loss_name = function.__name__
-    param_names = [parameter.name for parameter in functional.loss_parameters(function)]
-    num_params = len(param_names)
+    def forward(ctx, input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
+                ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
+        return RowLossFunction.run(ctx, loss_name, input, target, weight, [], ignore_index, reduction)
 
-    def forward(ctx, input, target, *args):
-        if not num_params <= len(args) <= num_params + len(_TRAILING_DEFAULTS):
-            raise TypeError(f"{function_class.__name__}.apply takes input, target, {', '.join(param_names + [''])}"
-                            f"then optionally weight, ignore_index, reduction; got {2 + len(args)} arguments")
-        params, rest = args[:num_params], args[num_params:]
-        weight, ignore_index, reduction = rest + _TRAILING_DEFAULTS[len(rest):]
-        ctx.num_inputs = 2 + len(args)
-        return function_class._run(ctx, input, target, weight, params, ignore_index, reduction)
-
-    def backward(ctx, grad_loss):
-        return (function_class._input_gradient(ctx, grad_loss),) + (None,) * (ctx.num_inputs - 1)
-
-    class_name = "".join(part.capitalize() for part in loss_name.split("_")) + "Function"
-    function_class = type(class_name, (RowLossFunction,), {
-        "__doc__": f"`{class_name}.apply(input, target, {', '.join(param_names + [''])}"
-                   f"weight=None, ignore_index=-100, reduction='mean')`: lossext.{loss_name} on (N, C) rows.",
-        "__module__": __name__,
-        "loss_name": loss_name,
-        "forward": staticmethod(forward),
-        "backward": staticmethod(backward),
-    })
-    return function_class
+    forward.__doc__ = f"The {loss_name} op's loss on (N, C) rows."
+    return staticmethod(forward)
 
 
-HingeFunction = row_loss_function(functional.hinge)
-L1Function = row_loss_function(functional.l1)
-L2Function = row_loss_function(functional.l2)
-ExpectationFunction = row_loss_function(functional.expectation)
-RegularizedExpectationFunction = row_loss_function(functional.regularized_expectation)
-ChebyshevFunction = row_loss_function(functional.chebyshev)
-SquaredLogFunction = row_loss_function(functional.squared_log)
-TanimotoFunction = row_loss_function(functional.tanimoto)
-CauchySchwarzFunction = row_loss_function(functional.cauchy_schwarz)
-AlphaLossFunction = row_loss_function(functional.alpha_loss)
+class L1Function(RowLossFunction):
+    """lossext.l1 on (N, C) rows."""
+
+    forward = _parameter_free_forward("l1")
+
+
+class L2Function(RowLossFunction):
+    """lossext.l2 on (N, C) rows."""
+
+    forward = _parameter_free_forward("l2")
+
+
+class ExpectationFunction(RowLossFunction):
+    """lossext.expectation on (N, C) rows."""
+
+    forward = _parameter_free_forward("expectation")
+
+
+class RegularizedExpectationFunction(RowLossFunction):
+    """lossext.regularized_expectation on (N, C) rows."""
+
+    forward = _parameter_free_forward("regularized_expectation")
+
+
+class ChebyshevFunction(RowLossFunction):
+    """lossext.chebyshev on (N, C) rows."""
+
+    forward = _parameter_free_forward("chebyshev")
+
+
+class SquaredLogFunction(RowLossFunction):
+    """lossext.squared_log on (N, C) rows."""
+
+    forward = _parameter_free_forward("squared_log")
+
+
+class TanimotoFunction(RowLossFunction):
+    """lossext.tanimoto on (N, C) rows."""
+
+    forward = _parameter_free_forward("tanimoto")
+
+
+class CauchySchwarzFunction(RowLossFunction):
+    """lossext.cauchy_schwarz on (N, C) rows."""
+
+    forward = _parameter_free_forward("cauchy_schwarz")

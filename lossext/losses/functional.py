@@ -1,14 +1,14 @@
-"""The public loss functions: fused kernels when lossext._C is loaded, the reference otherwise."""
+"""The loss functions: fused kernels when lossext._C has them for the input's device, the reference otherwise."""
 
-import inspect
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 
-from . import _extension, reference
-from ._canonical import canonicalize
-from ._ops import row_loss
-from .reference import check_alpha, check_hinge_params, check_label_smoothing
+from .. import _extension
+from .._checks import canonicalize, check_alpha, check_hinge_params, check_label_smoothing, check_two_scale_scale
+from .._dtypes import accumulation_dtype
+from . import reference
+from .ops import row_loss
 
 __all__ = [
     "alpha_loss",
@@ -24,15 +24,6 @@ __all__ = [
     "tanimoto",
     "two_scale_cross_entropy",
 ]
-
-# The arguments every class-index loss takes besides its own parameters.
-COMMON_ARGUMENTS = ("input", "target", "weight", "ignore_index", "reduction")
-
-
-def loss_parameters(function: Callable) -> List[inspect.Parameter]:
-    """A loss function's own parameters (hinge's p and margin, alpha_loss's alpha), in the order its op takes them."""
-    return [parameter for parameter in inspect.signature(function).parameters.values()
-            if parameter.name not in COMMON_ARGUMENTS]
 
 
 def _needs_reference(input: torch.Tensor, *others: Optional[torch.Tensor]) -> bool:
@@ -95,20 +86,13 @@ def cross_entropy(
 def _scale_tensor(values, input: torch.Tensor) -> torch.Tensor:
     """Python floats or one-element tensors (which may require grad) as one 1-D tensor on input's device,
     in the kernels' accumulation dtype; gradients flow back to the tensors through torch.stack."""
-    dtype = torch.float64 if input.dtype == torch.float64 else torch.float32
+    dtype = accumulation_dtype(input.dtype)
     scalars = []
     for name, value in values:
+        check_two_scale_scale(name, value, input)
         if isinstance(value, torch.Tensor):
-            if value.numel() != 1:
-                raise ValueError(f"two_scale_cross_entropy: {name} must be a float or a one-element tensor, "
-                                 f"got shape {tuple(value.shape)}")
-            if value.device != input.device:
-                raise RuntimeError(f"two_scale_cross_entropy: {name} must be on the input's device "
-                                   f"({input.device}), got {value.device}")
             scalars.append(value.reshape(()).to(dtype))
         else:
-            if not float(value) > 0:
-                raise ValueError(f"two_scale_cross_entropy: {name} must be positive, got {value}")
             scalars.append(torch.tensor(float(value), dtype=dtype, device=input.device))
     return torch.stack(scalars)
 
@@ -116,10 +100,10 @@ def _scale_tensor(values, input: torch.Tensor) -> torch.Tensor:
 def two_scale_cross_entropy(
     input: torch.Tensor,
     target: torch.Tensor,
-    r1,
-    r2,
+    r1: Union[float, torch.Tensor],
+    r2: Union[float, torch.Tensor],
     eta: float,
-    norm=None,
+    norm: Union[float, torch.Tensor, None] = None,
     weight: Optional[torch.Tensor] = None,
     ignore_index: int = -100,
     reduction: str = "mean",
@@ -142,13 +126,6 @@ def two_scale_cross_entropy(
     loss = row_loss("two_scale_cross_entropy", canonical.input, canonical.target, weight, [float(eta)],
                     ignore_index, canonical.reduction, tensor_params=scales)
     return loss.reshape(canonical.batch_shape) if canonical.reduction == 0 else loss
-
-
-# Activations (lossext/activations.py).
-from .activations import elu, gelu, hardtanh, leaky_relu, prelu, relu, selu, sigmoid, silu, softmax, swish, tanh  # noqa: E402
-
-__all__ += ["elu", "gelu", "hardtanh", "leaky_relu", "prelu", "relu", "selu", "sigmoid", "silu", "softmax", "swish",
-            "tanh"]
 
 
 # The Janocha & Czarnecki (2017, Table 1) losses and the alpha-loss. Notation per row: o the

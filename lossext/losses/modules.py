@@ -1,7 +1,6 @@
-"""nn.Module wrappers of the lossext losses, mirroring torch.nn."""
+"""nn.Module wrappers of the losses, mirroring torch.nn, and parameter_norm (R of the two-scale loss)."""
 
-import inspect
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple, Union
 
 import torch
 
@@ -77,20 +76,21 @@ class TwoScaleCrossEntropyLoss(torch.nn.Module):
         else:
             self.separation = torch.nn.Parameter(torch.tensor(float(r2) / float(r1)))
 
-    def _scales(self, input: torch.Tensor, norm):
+    def _scales(self, input: torch.Tensor, norm: Union[float, torch.Tensor, None]):
         """(r1, r2, R) for this call."""
         size = torch.ones((), device=input.device) if norm is None else torch.as_tensor(norm, device=input.device)
         if self.mode == "separation":
             return size, self.separation * size, size
         return self.r1, self.r2, size
 
-    def forward(self, input: torch.Tensor, target: torch.Tensor, norm=None) -> torch.Tensor:
+    def forward(self, input: torch.Tensor, target: torch.Tensor,
+                norm: Union[float, torch.Tensor, None] = None) -> torch.Tensor:
         r1, r2, size = self._scales(input, norm)
         return functional.two_scale_cross_entropy(input, target, r1, r2, self.eta, size, weight=self.weight,
                                                   ignore_index=self.ignore_index, reduction=self.reduction)
 
     @torch.no_grad()
-    def predict_proba(self, input: torch.Tensor, norm=None) -> torch.Tensor:
+    def predict_proba(self, input: torch.Tensor, norm: Union[float, torch.Tensor, None] = None) -> torch.Tensor:
         """Class probabilities at the scale the paper uses at test time: softmax((r1 / R) X), or softmax(X) for
         "separation" (whose first scale is R itself). Class dimension 1 (0 for a 1-D input)."""
         r1, _, size = self._scales(input, norm)
@@ -120,31 +120,20 @@ def parameter_norm(module: torch.nn.Module) -> torch.Tensor:
     return torch.stack(norms).prod()
 
 
-# Activation modules (lossext/activation_modules.py).
-from .activation_modules import ELU, GELU, SELU, Hardtanh, LeakyReLU, PReLU, ReLU, Sigmoid, SiLU, Softmax, Swish, Tanh  # noqa: E402
-
-__all__ += ["ELU", "GELU", "Hardtanh", "LeakyReLU", "PReLU", "ReLU", "SELU", "SiLU", "Sigmoid", "Softmax", "Swish",
-            "Tanh"]
-
-
 class ClassIndexLoss(torch.nn.Module):
     """Base of the modules over a lossext.functional class-index loss (`function`).
 
-    The constructor takes the loss's own parameters (positionally or by name, with the function's
-    defaults), then weight, ignore_index and reduction; each parameter becomes an attribute that
-    forward reads, so it can be changed between steps (alpha annealing, say).
+    A subclass sets `function` and names the loss's own parameters in `param_names`; its constructor
+    stores them as attributes, which forward reads at each call, so they can be changed between
+    steps (alpha annealing, say). This constructor takes what every such loss takes.
     """
 
-    function: Callable  # set by each subclass, as staticmethod(functional.<loss>)
+    function: Callable[..., torch.Tensor]  # set by each subclass, as staticmethod(functional.<loss>)
+    param_names: Tuple[str, ...] = ()  # the loss's own parameters, in the order the function takes them
 
-    def __init__(self, *args, weight: Optional[torch.Tensor] = None, ignore_index: int = -100,
-                 reduction: str = "mean", **kwargs) -> None:
+    def __init__(self, weight: Optional[torch.Tensor] = None, ignore_index: int = -100,
+                 reduction: str = "mean") -> None:
         super().__init__()
-        bound = inspect.Signature(functional.loss_parameters(self.function)).bind(*args, **kwargs)
-        bound.apply_defaults()
-        self.param_names = tuple(bound.arguments)
-        for name, value in bound.arguments.items():
-            setattr(self, name, value)
         self.register_buffer("weight", weight)
         self.ignore_index = ignore_index
         self.reduction = reduction
@@ -160,9 +149,16 @@ class ClassIndexLoss(torch.nn.Module):
 
 
 class HingeLoss(ClassIndexLoss):
-    """lossext.hinge: HingeLoss(p=1.0, margin=0.5, weight=None, ignore_index=-100, reduction="mean")."""
+    """lossext.hinge: sum_j max(0, margin - y^_j o_j)^p, p >= 1."""
 
     function = staticmethod(functional.hinge)
+    param_names = ("p", "margin")
+
+    def __init__(self, p: float = 1.0, margin: float = 0.5, weight: Optional[torch.Tensor] = None,
+                 ignore_index: int = -100, reduction: str = "mean") -> None:
+        super().__init__(weight, ignore_index, reduction)
+        self.p = p
+        self.margin = margin
 
 
 class L1Loss(ClassIndexLoss):
@@ -214,6 +210,12 @@ class CauchySchwarzLoss(ClassIndexLoss):
 
 
 class AlphaLoss(ClassIndexLoss):
-    """lossext.alpha_loss: AlphaLoss(alpha, weight=None, ignore_index=-100, reduction="mean")."""
+    """lossext.alpha_loss: alpha / (alpha - 1) * (1 - p_t^((alpha - 1) / alpha)), alpha in (0, inf]; no default."""
 
     function = staticmethod(functional.alpha_loss)
+    param_names = ("alpha",)
+
+    def __init__(self, alpha: float, weight: Optional[torch.Tensor] = None, ignore_index: int = -100,
+                 reduction: str = "mean") -> None:
+        super().__init__(weight, ignore_index, reduction)
+        self.alpha = alpha

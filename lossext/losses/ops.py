@@ -1,7 +1,8 @@
-"""Fake kernels and autograd formulas for the torch.ops.lossext row-loss ops.
+"""The row-loss ops: their names, fake kernels, autograd formulas and gradient modes.
 
-Every row loss `<name>` has two ops (schemas in csrc/registration.cpp):
-`<name>_forward(...) -> (loss, grad_input)` and `<name>_backward(...) -> grad_input`.
+Every row loss `<name>` of ROW_LOSS_NAMES has three ops (schemas registered by lossext._C from csrc/):
+`<name>_forward(...) -> (loss, grad_input, row_param_grads)`, `<name>_forward_out(..., grad_input) -> loss`
+and `<name>_backward(...) -> (grad_input, row_param_grads)`.
 Two ways to get the gradient, both one fused kernel per pass:
 
 * fused (the CPU default): the forward computes the gradient in the same pass
@@ -17,11 +18,30 @@ LOSSEXT_GRADIENT=fused|recompute overrides the default; README.md has the number
 """
 
 import os
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 
-from . import _extension
+from .. import _extension
+from .._dtypes import accumulation_dtype
+
+# The row losses lossext._C defines ops for, in the order of the C++ list (LOSSEXT_FOR_EACH_ROW_LOSS);
+# cross_entropy_probabilities is cross_entropy's op for class-probability targets.
+ROW_LOSS_NAMES = (
+    "cross_entropy",
+    "cross_entropy_probabilities",
+    "hinge",
+    "l1",
+    "l2",
+    "expectation",
+    "regularized_expectation",
+    "chebyshev",
+    "squared_log",
+    "tanimoto",
+    "cauchy_schwarz",
+    "alpha_loss",
+    "two_scale_cross_entropy",
+)
 
 _GRADIENT_MODES = ("fused", "recompute")
 _gradient_mode = os.environ.get("LOSSEXT_GRADIENT") or None
@@ -43,7 +63,8 @@ def gradient_mode(device: torch.device) -> str:
     return "fused" if device.type == "cpu" else "recompute"
 
 
-def _op(name: str, kind: str):
+def row_loss_op(name: str, kind: str):
+    """torch.ops.lossext.<name>_<kind>, kind "forward", "forward_out" or "backward"."""
     return getattr(torch.ops.lossext, f"{name}_{kind}").default
 
 
@@ -63,7 +84,7 @@ def row_loss(
     """
     wants_grad = input.requires_grad or (tensor_params is not None and tensor_params.requires_grad)
     compute_grad = wants_grad and torch.is_grad_enabled() and gradient_mode(input.device) == "fused"
-    loss, _, _ = _op(name, "forward")(input, target, weight, [float(p) for p in params], tensor_params,
+    loss, _, _ = row_loss_op(name, "forward")(input, target, weight, [float(p) for p in params], tensor_params,
                                       ignore_index, reduction, compute_grad)
     return loss
 
@@ -122,19 +143,16 @@ def gradients(ctx, name: str, grad_loss: Optional[torch.Tensor]):
             return grad_input * grad_loss.unsqueeze(-1).to(grad_input.dtype), param_grad
         return grad_input * grad_loss.to(grad_input.dtype), param_grad
     input, target, weight, tensor_params = ctx.saved_tensors
-    grad_input, row_param_grads = _op(name, "backward")(grad_loss, input, target, weight, ctx.params,
+    grad_input, row_param_grads = row_loss_op(name, "backward")(grad_loss, input, target, weight, ctx.params,
                                                         tensor_params, ctx.ignore_index, ctx.reduction)
     param_grad = _sum_rows(row_param_grads, None, ctx.reduction) if ctx.has_tensor_params else None
     return grad_input, param_grad
 
 
 def _register(name: str) -> None:
-    def accumulation_dtype(input):
-        return torch.float64 if input.dtype == torch.float64 else torch.float32
-
     def row_param_grads_like(input, tensor_params, rows):
         count = 0 if tensor_params is None else tensor_params.shape[0]
-        return input.new_empty((rows, count), dtype=accumulation_dtype(input))
+        return input.new_empty((rows, count), dtype=accumulation_dtype(input.dtype))
 
     @torch.library.register_fake(f"lossext::{name}_forward")
     def _forward_fake(input, target, weight, params, tensor_params, ignore_index, reduction, compute_grad):
@@ -160,18 +178,6 @@ def _register(name: str) -> None:
     torch.library.register_autograd(f"lossext::{name}_forward", _backward, setup_context=save_for_backward)
 
 
-def registered_row_losses() -> List[str]:
-    """Names of the row losses whose ops lossext._C defines."""
-    names = set()
-    for schema in torch._C._jit_get_all_schemas():
-        # Other lossext ops (the activations) also end in _forward; a row loss's
-        # forward is the one taking (input, target, ...).
-        is_row_loss = [a.name for a in schema.arguments[:2]] == ["input", "target"]
-        if schema.name.startswith("lossext::") and schema.name.endswith("_forward") and is_row_loss:
-            names.add(schema.name[len("lossext::") : -len("_forward")])
-    return sorted(names)
-
-
 if _extension.extension_loaded():
-    for _name in registered_row_losses():
+    for _name in ROW_LOSS_NAMES:
         _register(_name)

@@ -1,16 +1,19 @@
-"""Pure-PyTorch references: the ground truth in tests and the fallback when lossext._C is missing.
+"""Pure-PyTorch references of the losses: the ground truth in tests and the fallback when lossext._C is missing.
 
 Each function takes the same arguments as its fused counterpart and checks them
-the same way (lossext._canonical), then computes in float32 (float64 for
-float64 inputs) with plain tensor operations, written for clarity, not speed.
+the same way (lossext._checks), then computes in the kernels' accumulation dtype
+(float32; float64 for float64 inputs) with plain tensor operations, written for
+clarity, not speed.
 """
 
 import math
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import torch
 
-from ._canonical import Canonical, canonicalize, check_target_range
+from .._checks import (Canonical, canonicalize, check_alpha, check_hinge_params, check_label_smoothing,
+                       check_target_range)
+from .._dtypes import accumulation_dtype
 
 __all__ = [
     "alpha_loss",
@@ -26,28 +29,6 @@ __all__ = [
     "tanimoto",
     "two_scale_cross_entropy",
 ]
-
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """float64 stays float64; float32, float16 and bfloat16 are computed in float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-def check_label_smoothing(label_smoothing: float) -> None:
-    if label_smoothing > 1.0:
-        raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
-
-
-def check_hinge_params(p: float, margin: float) -> None:
-    if not (math.isfinite(p) and p >= 1.0):
-        raise ValueError(f"hinge: p must be a finite real number >= 1, got {p}")
-    if not math.isfinite(margin):
-        raise ValueError(f"hinge: margin must be finite, got {margin}")
-
-
-def check_alpha(alpha: float) -> None:
-    if not alpha > 0.0:  # also rejects NaN; inf is allowed
-        raise ValueError(f"alpha_loss: alpha must be > 0 (or inf), got {alpha}")
 
 
 def log_softmax_rows(x: torch.Tensor) -> torch.Tensor:
@@ -88,7 +69,7 @@ def class_index_loss(
     w_t over the rows that are not ignored, as F.cross_entropy does.
     """
     canonical = canonicalize(name, input, target, weight, ignore_index, reduction)
-    x = canonical.input.to(compute_dtype(input.dtype))
+    x = canonical.input.to(accumulation_dtype(input.dtype))
     t = canonical.target.long()
     check_target_range(t, x.shape[1], ignore_index)
     valid = t != ignore_index
@@ -119,7 +100,7 @@ def cross_entropy(
                              allow_probabilities=True)
     eps = float(label_smoothing)
     if canonical.probabilities:
-        x = canonical.input.to(compute_dtype(input.dtype))
+        x = canonical.input.to(accumulation_dtype(input.dtype))
         num_classes = x.shape[1]
         q = canonical.target.to(x.dtype)
         if eps != 0.0:
@@ -145,10 +126,10 @@ def cross_entropy(
 def two_scale_cross_entropy(
     input: torch.Tensor,
     target: torch.Tensor,
-    r1,
-    r2,
+    r1: Union[float, torch.Tensor],
+    r2: Union[float, torch.Tensor],
     eta: float,
-    norm=None,
+    norm: Union[float, torch.Tensor, None] = None,
     weight: Optional[torch.Tensor] = None,
     ignore_index: int = -100,
     reduction: str = "mean",
@@ -175,13 +156,6 @@ def two_scale_cross_entropy(
     return class_index_loss("two_scale_cross_entropy", input, target, weight, ignore_index, reduction, per_row)
 
 
-# Activation references (lossext/activation_reference.py).
-from .activation_reference import elu, gelu, hardtanh, leaky_relu, prelu, relu, selu, sigmoid, silu, softmax, swish, tanh  # noqa: E402
-
-__all__ += ["elu", "gelu", "hardtanh", "leaky_relu", "prelu", "relu", "selu", "sigmoid", "silu", "softmax", "swish",
-            "tanh"]
-
-
 # The Janocha & Czarnecki (2017, Table 1) losses and the alpha-loss, written from their
 # formulas for one-hot targets y (y^ = 2y - 1 in {-1, +1}) and p = softmax(o). The softmax
 # losses take log p from log_softmax_rows, so log p_t stays finite when p_t underflows.
@@ -197,8 +171,8 @@ def target_log_probability(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return log_softmax_rows(x).gather(1, t[:, None])[:, 0]
 
 
-def hinge(input, target, p: float = 1.0, margin: float = 0.5, weight=None, ignore_index: int = -100,
-          reduction: str = "mean") -> torch.Tensor:
+def hinge(input: torch.Tensor, target: torch.Tensor, p: float = 1.0, margin: float = 0.5,
+          weight: Optional[torch.Tensor] = None, ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
     """sum_j max(0, margin - y^_j o_j)^p, max(0, .) as torch.relu (its gradient is 0 at 0)."""
     check_hinge_params(p, margin)
 
@@ -209,7 +183,8 @@ def hinge(input, target, p: float = 1.0, margin: float = 0.5, weight=None, ignor
     return class_index_loss("hinge", input, target, weight, ignore_index, reduction, per_row)
 
 
-def l1(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
+def l1(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
+       ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
     """sum_j |y_j - o_j|."""
     def per_row(x, t, w_t):
         return w_t * (one_hot_rows(x, t) - x).abs().sum(1)
@@ -217,7 +192,8 @@ def l1(input, target, weight=None, ignore_index: int = -100, reduction: str = "m
     return class_index_loss("l1", input, target, weight, ignore_index, reduction, per_row)
 
 
-def l2(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
+def l2(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
+       ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
     """sum_j (y_j - o_j)^2."""
     def per_row(x, t, w_t):
         return w_t * (one_hot_rows(x, t) - x).pow(2).sum(1)
@@ -225,7 +201,8 @@ def l2(input, target, weight=None, ignore_index: int = -100, reduction: str = "m
     return class_index_loss("l2", input, target, weight, ignore_index, reduction, per_row)
 
 
-def expectation(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
+def expectation(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
+                ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
     """sum_j |y_j - p_j|."""
     def per_row(x, t, w_t):
         return w_t * (one_hot_rows(x, t) - log_softmax_rows(x).exp()).abs().sum(1)
@@ -233,8 +210,8 @@ def expectation(input, target, weight=None, ignore_index: int = -100, reduction:
     return class_index_loss("expectation", input, target, weight, ignore_index, reduction, per_row)
 
 
-def regularized_expectation(input, target, weight=None, ignore_index: int = -100,
-                            reduction: str = "mean") -> torch.Tensor:
+def regularized_expectation(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
+                            ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
     """sum_j (y_j - p_j)^2."""
     def per_row(x, t, w_t):
         return w_t * (one_hot_rows(x, t) - log_softmax_rows(x).exp()).pow(2).sum(1)
@@ -242,7 +219,8 @@ def regularized_expectation(input, target, weight=None, ignore_index: int = -100
     return class_index_loss("regularized_expectation", input, target, weight, ignore_index, reduction, per_row)
 
 
-def chebyshev(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
+def chebyshev(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
+              ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
     """max_j |p_j - y_j|; at ties the gradient goes to one maximiser (torch.max's)."""
     def per_row(x, t, w_t):
         return w_t * (log_softmax_rows(x).exp() - one_hot_rows(x, t)).abs().max(dim=1).values
@@ -250,7 +228,8 @@ def chebyshev(input, target, weight=None, ignore_index: int = -100, reduction: s
     return class_index_loss("chebyshev", input, target, weight, ignore_index, reduction, per_row)
 
 
-def squared_log(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
+def squared_log(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
+                ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
     """sum_j [y_j log p_j]^2 = (log p_t)^2 (Table 1's leading minus is a typo)."""
     def per_row(x, t, w_t):
         return w_t * target_log_probability(x, t).pow(2)
@@ -258,7 +237,8 @@ def squared_log(input, target, weight=None, ignore_index: int = -100, reduction:
     return class_index_loss("squared_log", input, target, weight, ignore_index, reduction, per_row)
 
 
-def tanimoto(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
+def tanimoto(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
+             ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
     """-sum_j p_j y_j / (||p||^2 + ||y||^2 - sum_j p_j y_j), in [-1, 0]."""
     def per_row(x, t, w_t):
         p = log_softmax_rows(x).exp()
@@ -269,7 +249,8 @@ def tanimoto(input, target, weight=None, ignore_index: int = -100, reduction: st
     return class_index_loss("tanimoto", input, target, weight, ignore_index, reduction, per_row)
 
 
-def cauchy_schwarz(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
+def cauchy_schwarz(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
+                   ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
     """-log(sum_j p_j y_j / (||p|| ||y||)) = -(log p_t - log ||p|| - log ||y||), each log taken on its own
     factor so that log p_t comes from log_softmax_rows."""
     def per_row(x, t, w_t):
@@ -280,8 +261,8 @@ def cauchy_schwarz(input, target, weight=None, ignore_index: int = -100, reducti
     return class_index_loss("cauchy_schwarz", input, target, weight, ignore_index, reduction, per_row)
 
 
-def alpha_loss(input, target, alpha: float, weight=None, ignore_index: int = -100,
-               reduction: str = "mean") -> torch.Tensor:
+def alpha_loss(input: torch.Tensor, target: torch.Tensor, alpha: float, weight: Optional[torch.Tensor] = None,
+               ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
     """alpha / (alpha - 1) * (1 - p_t^((alpha - 1) / alpha)); -log p_t at alpha = 1, 1 - p_t at alpha = inf.
 
     1 - p_t^beta is written -expm1(beta log p_t) so it does not cancel for alpha near 1. At alpha = inf

@@ -1,0 +1,127 @@
+"""The activation ops: their names, fake kernels and autograd formulas.
+
+Every activation `<name>` of ACTIVATION_NAMES has two ops (schemas registered by lossext._C from csrc/):
+`<name>_forward(input, ...) -> output` and `<name>_backward(grad_output, saved, ...)`, an op usable
+from other code too. The autograd formula of the forward op saves one tensor for the backward op:
+
+    saved       activations
+    output      relu, sigmoid, tanh, hardtanh, selu, softmax,
+                leaky_relu (negative_slope >= 0), elu (alpha >= 0)
+    input       silu, gelu, leaky_relu (negative_slope < 0), elu (alpha < 0),
+                prelu and swish (with their parameter)
+
+Saving the output lets the input be freed when nothing else holds it.
+"""
+
+from dataclasses import dataclass
+from typing import Callable, Dict, Sequence, Union
+
+import torch
+
+from .. import _extension
+
+
+def _always(params: Sequence) -> bool:
+    return True
+
+
+def _never(params: Sequence) -> bool:
+    return False
+
+
+def _slope_is_not_negative(params: Sequence) -> bool:
+    """With a slope >= 0 the output has the input's sign, which is all the backward needs of the input."""
+    return params[0] >= 0
+
+
+@dataclass(frozen=True)
+class ScalarParamsFormula:
+    """An activation whose parameters (after the input) are Python scalars: the backward op takes
+    (grad_output, saved, *params), then whether `saved` is the output when `passes_saved_is_output`.
+
+    saves_output(params) chooses the saved tensor; keeps_layout says whether the output has the
+    input's strides (elementwise kernels) or is contiguous (softmax).
+    """
+
+    saves_output: Callable[[Sequence], bool]
+    passes_saved_is_output: bool = False
+    keeps_layout: bool = True
+
+    def fake_forward(self, input, *params):
+        return torch.empty_like(input) if self.keeps_layout else input.new_empty(input.shape)
+
+    def fake_backward(self, grad_output, saved, *params):
+        return torch.empty_like(saved) if self.keeps_layout else saved.new_empty(saved.shape)
+
+    def setup_context(self, ctx, inputs, output) -> None:
+        input, *params = inputs
+        ctx.params = params
+        ctx.saved_is_output = self.saves_output(params)
+        ctx.save_for_backward(output if ctx.saved_is_output else input)
+
+    def backward(self, backward_op, ctx, grad_output):
+        (saved,) = ctx.saved_tensors
+        flags = (ctx.saved_is_output,) if self.passes_saved_is_output else ()
+        grad_input = backward_op(grad_output, saved, *ctx.params, *flags)
+        return (grad_input,) + (None,) * len(ctx.params)
+
+
+@dataclass(frozen=True)
+class ChannelParamFormula:
+    """PReLU and Swish: a tensor parameter (one value or one per channel) that may require grad. The
+    backward op takes (grad_output, input, parameter, compute_parameter_grad) and returns both gradients."""
+
+    def fake_forward(self, input, parameter):
+        return input.new_empty(input.shape)
+
+    def fake_backward(self, grad_output, input, parameter, compute_parameter_grad):
+        grad_parameter = parameter.new_empty(parameter.shape) if compute_parameter_grad else parameter.new_empty((0,))
+        return input.new_empty(input.shape), grad_parameter
+
+    def setup_context(self, ctx, inputs, output) -> None:
+        ctx.save_for_backward(*inputs)
+
+    def backward(self, backward_op, ctx, grad_output):
+        input, parameter = ctx.saved_tensors
+        wants_parameter_grad = ctx.needs_input_grad[1]
+        grad_input, grad_parameter = backward_op(grad_output, input, parameter, wants_parameter_grad)
+        return grad_input, (grad_parameter if wants_parameter_grad else None)
+
+
+_SAVES_OUTPUT = ScalarParamsFormula(saves_output=_always)
+_SAVES_INPUT = ScalarParamsFormula(saves_output=_never)
+_SAVES_BY_SLOPE = ScalarParamsFormula(saves_output=_slope_is_not_negative, passes_saved_is_output=True)
+_CHANNEL = ChannelParamFormula()
+
+# Every activation lossext._C defines ops for, in the order of the C++ list, with its autograd formula.
+ACTIVATION_FORMULAS: Dict[str, Union[ScalarParamsFormula, ChannelParamFormula]] = {
+    "relu": _SAVES_OUTPUT,
+    "leaky_relu": _SAVES_BY_SLOPE,
+    "prelu": _CHANNEL,
+    "elu": _SAVES_BY_SLOPE,
+    "selu": _SAVES_OUTPUT,
+    "silu": _SAVES_INPUT,
+    "swish": _CHANNEL,
+    "gelu": _SAVES_INPUT,
+    "sigmoid": _SAVES_OUTPUT,
+    "tanh": _SAVES_OUTPUT,
+    "hardtanh": _SAVES_OUTPUT,
+    "softmax": ScalarParamsFormula(saves_output=_always, keeps_layout=False),
+}
+ACTIVATION_NAMES = tuple(ACTIVATION_FORMULAS)
+
+
+def _register(name: str, formula: Union[ScalarParamsFormula, ChannelParamFormula]) -> None:
+    torch.library.register_fake(f"lossext::{name}_forward")(formula.fake_forward)
+    torch.library.register_fake(f"lossext::{name}_backward")(formula.fake_backward)
+    backward_op = getattr(torch.ops.lossext, f"{name}_backward")
+
+    def backward(ctx, grad_output):
+        return formula.backward(backward_op, ctx, grad_output)
+
+    torch.library.register_autograd(f"lossext::{name}_forward", backward, setup_context=formula.setup_context)
+
+
+if _extension.extension_loaded():
+    for _name in ACTIVATION_NAMES:
+        _register(_name, ACTIVATION_FORMULAS[_name])
