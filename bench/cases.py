@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 import lossext
-from lossext._canonical import reduction_code
+from lossext._checks import reduction_code
 
 # (N, C) shapes. The last one only on GPUs: its fp32 logits alone take 8.4 GB.
 SHAPES: List[Tuple[int, int]] = [(8192, 1000), (4096, 32000), (65536, 10)]

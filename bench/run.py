@@ -328,7 +328,7 @@ def run_benchmark(args: argparse.Namespace, run_id: str) -> Dict[Path, List[Dict
                   f"its rows are skipped there", file=sys.stderr)
 
     # Read before any lossext row pins a mode: what users get on each device.
-    default_modes = {device: lossext._ops.gradient_mode(device) for device, *_ in plan}
+    default_modes = {device: lossext.losses.ops.gradient_mode(device) for device, *_ in plan}
     run_columns = {
         "run_id": run_id, "timestamp": datetime.datetime.now().isoformat(timespec="seconds"),
         "git_commit": git_commit(), "torch_version": torch.__version__, "threads": args.threads,
