@@ -101,7 +101,7 @@ class ActivationFamily:
               device: torch.device) -> CaseSetup:
         case = case_named(op)
         generator = torch.Generator(device=device).manual_seed(0)
-        x = torch.randn(shape, generator=generator, device=device).to(dtype).requires_grad_()
+        x = torch.randn(shape, generator=generator, device=device).to(dtype)
         grad_output = torch.randn(shape, generator=generator, device=device).to(dtype)
         size = case.parameter_size(shape)
         parameter = None
@@ -112,14 +112,18 @@ class ActivationFamily:
             "native": case.native, "reference": reference, "lossext": getattr(lossext, case.function)}
         if "compiled_reference" in implementations:
             functions["compiled_reference"] = compiled(reference, fullgraph=True)
-        leaves = [x] + ([parameter] if parameter is not None else [])
+        parameters = [parameter] if parameter is not None else []
 
-        forwards = {}
+        forwards, steps = {}, {}
         for name in implementations:
-            def forward(function=functions[name]) -> torch.Tensor:
+            # An input of its own on the same storage: its gradient lives from its step to its next one, as in a
+            # training loop, whichever implementations run in between.
+            leaves = [x.detach().requires_grad_(), *parameters]
+
+            def forward(function=functions[name], leaves=leaves) -> torch.Tensor:
                 return function(*leaves, **case.kwargs)
 
             forwards[name] = forward
-        steps = {name: user_step(forward, leaves, grad_output) for name, forward in forwards.items()}
-        return CaseSetup(steps, forwards, [*leaves, grad_output],
+            steps[name] = user_step(forward, leaves, grad_output)
+        return CaseSetup(steps, forwards, [x, *parameters, grad_output],
                          bytes_moved=TENSORS_MOVED * x.numel() * x.element_size())

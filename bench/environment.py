@@ -20,8 +20,12 @@ from typing import Dict, List, Mapping, Optional
 GLIBC_TUNED = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "68719476736"}
 # torch's switch for 2 MiB-aligned, madvise(MADV_HUGEPAGE) allocations of large tensors.
 TORCH_THP = {"THP_MEM_ALLOC_ENABLE": "1"}
-ALLOCATOR_VARIABLES = (*GLIBC_TUNED, *TORCH_THP)
 # gperftools' tcmalloc: Debian/Ubuntu package libtcmalloc-minimal4 (scripts/setup_env.sh installs it as root).
+# Release rate 0: it never hands freed pages back to the OS. At its default (1) it does so gradually (and, as we
+# read gperftools' page heap, releases all free spans when an allocation misses its free lists while much is
+# free): F.cross_entropy's two 524 MB blocks, interleaved with lossext's one, then faulted in again on some steps.
+TCMALLOC_TUNED = {"TCMALLOC_RELEASE_RATE": "0"}
+ALLOCATOR_VARIABLES = (*GLIBC_TUNED, *TORCH_THP, *TCMALLOC_TUNED)
 TCMALLOC_SONAMES = ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4")
 TCMALLOC_PACKAGE = "libtcmalloc-minimal4"
 
@@ -66,6 +70,7 @@ def environment_for(allocator: str, env: Mapping[str, str]) -> Dict[str, str]:
             raise SystemExit(f"tcmalloc not found: install {TCMALLOC_PACKAGE} (apt-get install -y "
                              f"{TCMALLOC_PACKAGE}, or scripts/setup_env.sh as root)")
         preloads.insert(0, library)
+        result.update(TCMALLOC_TUNED)
     elif allocator == "glibc-tuned":
         result.update(GLIBC_TUNED)
     elif allocator == "thp":

@@ -67,11 +67,11 @@ class LossFamily:
         rows, classes = shape
         # Drawn on the device itself: (16384, 128256) fp32 logits are 8.4 GB to generate and copy from the host.
         generator = torch.Generator(device=device).manual_seed(0)
-        logits = (2 * torch.randn(rows, classes, generator=generator, device=device)).to(dtype).requires_grad_()
+        logits = (2 * torch.randn(rows, classes, generator=generator, device=device)).to(dtype)
         target = case.make_target(rows, classes, device, generator)
         tensor_kwargs = case.tensor_kwargs(classes, device, dtype) if case.tensor_kwargs else {}
         kwargs = {**case.kwargs, **tensor_kwargs}
-        leaves = [logits] + [t for t in tensor_kwargs.values() if t.requires_grad]
+        scalar_leaves = [t for t in tensor_kwargs.values() if t.requires_grad]  # two-scale's r1, r2, R
 
         loss_fns: Dict[str, Callable[..., torch.Tensor]] = {}
         if "native" in implementations:
@@ -89,19 +89,22 @@ class LossFamily:
         forwards: Dict[str, Callable[[], torch.Tensor]] = {}
         for name in implementations:
             if name == "lossext_kernel":
-                detached = logits.detach()
-                grad_buffer = torch.zeros_like(detached)  # touched once here, reused by every call
+                grad_buffer = torch.zeros_like(logits)  # touched once here, reused by every call
 
-                def kernel_step(detached=detached, grad_buffer=grad_buffer) -> None:
-                    case.kernel(detached, target, grad_buffer, kwargs)
+                def kernel_step(grad_buffer=grad_buffer) -> None:
+                    case.kernel(logits, target, grad_buffer, kwargs)
 
                 steps[name] = kernel_step
                 continue
 
-            def forward(loss_fn=loss_fns[name]) -> torch.Tensor:
-                return loss_fn(logits, target, **kwargs)
+            # A leaf of its own on the same storage: its gradient lives from its step to its next one, as in a
+            # training loop, whichever implementations run in between.
+            own_logits = logits.detach().requires_grad_()
 
-            steps[name] = user_step(forward, leaves)
+            def forward(loss_fn=loss_fns[name], own_logits=own_logits) -> torch.Tensor:
+                return loss_fn(own_logits, target, **kwargs)
+
+            steps[name] = user_step(forward, [own_logits, *scalar_leaves])
             forwards[name] = forward
         element_size = torch.empty((), dtype=dtype).element_size()
         return CaseSetup(steps, forwards, [logits, target, *tensor_kwargs.values()],

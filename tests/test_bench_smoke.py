@@ -85,7 +85,7 @@ def test_environments_set_one_allocator_and_clear_the_others(monkeypatch):
     monkeypatch.setattr(environment, "find_tcmalloc", lambda: "/usr/lib/libtcmalloc_minimal.so.4")
     user = {"PATH": "/bin", "LD_PRELOAD": "/opt/libother.so:/old/libtcmalloc.so.4", "THP_MEM_ALLOC_ENABLE": "1"}
     assert environment.environment_for("tcmalloc", user) == {
-        "PATH": "/bin", "LD_PRELOAD": "/usr/lib/libtcmalloc_minimal.so.4 /opt/libother.so"}
+        "PATH": "/bin", "LD_PRELOAD": "/usr/lib/libtcmalloc_minimal.so.4 /opt/libother.so", **environment.TCMALLOC_TUNED}
     assert environment.environment_for("glibc-tuned", user) == {
         "PATH": "/bin", "LD_PRELOAD": "/opt/libother.so", **environment.GLIBC_TUNED}
     assert environment.environment_for("default", user) == {"PATH": "/bin", "LD_PRELOAD": "/opt/libother.so"}
