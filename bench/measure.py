@@ -1,10 +1,11 @@
-"""Timing primitives: interleaved repeats, the machine's copy bandwidth, and the bytes autograd saves."""
+"""Timing primitives: a user's training step, interleaved repeats, the machine's copy bandwidth, and the bytes
+autograd saves."""
 
 import resource
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -29,8 +30,8 @@ class Timing:
         return statistics.median(self.samples_ms)
 
     @property
-    def median_page_faults(self) -> float:
-        return statistics.median(self.page_faults)
+    def mean_ms(self) -> float:
+        return statistics.fmean(self.samples_ms)
 
     @property
     def min_ms(self) -> float:
@@ -39,6 +40,20 @@ class Timing:
     @property
     def max_ms(self) -> float:
         return max(self.samples_ms)
+
+    def fraction_within(self, tolerance: float) -> float:
+        """The share of samples within `tolerance` (0.1 = 10%) of the median: 1 in a steady state, about
+        half when every other step page-faults its output in again."""
+        median = self.median_ms
+        return sum(abs(s - median) <= tolerance * median for s in self.samples_ms) / len(self.samples_ms)
+
+    @property
+    def median_page_faults(self) -> float:
+        return statistics.median(self.page_faults)
+
+    @property
+    def mean_page_faults(self) -> float:
+        return statistics.fmean(self.page_faults)
 
 
 def minor_page_faults() -> int:
@@ -81,6 +96,23 @@ def time_interleaved(steps: Dict[str, Step], device: torch.device, warmup: int, 
             page_faults[name].append(minor_page_faults() - faults_before)
             on_step()
     return {name: Timing(samples[name], page_faults[name], first_call_s[name]) for name in steps}
+
+
+def user_step(forward: Callable[[], torch.Tensor], leaves: Sequence[torch.Tensor],
+              grad_output: Optional[torch.Tensor] = None) -> Step:
+    """A training step as a user's loop runs it: drop the leaves' gradients, forward, backward.
+
+    Dropping `.grad` (as `optimizer.zero_grad()` does by default) frees last
+    step's gradient inside the step, so whether the allocator hands that memory
+    back for this step's gradient, or fresh pages that fault in, is measured too.
+    """
+
+    def step() -> None:
+        for leaf in leaves:
+            leaf.grad = None
+        forward().backward(grad_output)
+
+    return step
 
 
 def copy_step(device: torch.device, mebibytes: int) -> Step:

@@ -10,7 +10,7 @@ At 1 thread and at all threads, interleaved, on one (N, C) case:
   forward+backward lossext.<loss> and autograd.grad in the device's default gradient mode
 The ratio of the 1-thread to the all-threads time says whether a part uses every core; the
 differences kernel - forward (the gradient pass) and forward - copy/2 (the arithmetic) say
-what to optimise. Run it under the steady-state allocator settings (bench/README.md).
+what to optimise. Run it under a steady allocator (tcmalloc preloaded; bench/README.md).
 """
 
 import argparse
@@ -25,7 +25,8 @@ import torch  # noqa: E402
 
 from bench import cases as bench_cases  # noqa: E402
 from bench.measure import time_interleaved  # noqa: E402
-from bench.run import STEADY_STATE_ENV, allocator_settings, cpu_model  # noqa: E402
+from bench.environment import allocator_settings, running_allocator  # noqa: E402
+from bench.harness import cpu_model  # noqa: E402
 
 
 def main() -> None:
@@ -61,8 +62,8 @@ def main() -> None:
     steps["forward+backward"] = forward_backward
 
     all_threads = len(os.sched_getaffinity(0))
-    print(f"{args.loss} ({rows}, {classes}) {args.dtype} on {cpu_model()}, allocator: {allocator_settings(os.environ)}"
-          f"{'' if all(k in os.environ for k in STEADY_STATE_ENV) else ' (not the steady state)'}")
+    print(f"{args.loss} ({rows}, {classes}) {args.dtype} on {cpu_model()}, allocator: {running_allocator()} "
+          f"({allocator_settings()}){' (not the steady state)' if running_allocator() == 'default' else ''}")
     medians = {}
     for threads in (1, all_threads):
         torch.set_num_threads(threads)
