@@ -7,6 +7,9 @@ test_janocha_losses.py).
 """
 
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -17,6 +20,18 @@ from loss_checks import (CASES, FIRST_CASES, LAYOUTS, REDUCTIONS, cases_with_bac
                          ground_truth, loss, make_case, resolve, tensor_params, value_and_grad, value_and_grads)
 
 requires_extension = pytest.mark.skipif(not lossext.extension_loaded(), reason="lossext._C is not built")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_the_op_info_tables_import_without_pytest():
+    # bench/cases.py builds its cases from them, outside any test run.
+    code = ("import sys; sys.modules['pytest'] = None; "
+            "import lossext.testing.loss_info, lossext.testing.activation_info, bench.cases; "
+            "print(len(bench.cases.CASES) == len(lossext.testing.loss_info.LOSSES))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
+                            env=dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", "")))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True"]
 
 
 def probabilities_like(input: torch.Tensor) -> torch.Tensor:
@@ -246,6 +261,10 @@ def test_target_index_dtypes(backend, device, op, params):
         long_out, long_grad = value_and_grad(loss(op, params), input, target.long())
         assert torch.equal(out, long_out) and torch.equal(grad, long_grad), target_dtype
         check_matches_float64(loss(op, params), ground_truth(op, params), input, target.long())
+        if op.native is not None:  # and PyTorch's op in float32
+            native_out, native_grad = value_and_grad(loss(op, params, op.native), input, target.long())
+            assert_close(out, native_out, torch.float32)
+            assert_close(grad, native_grad, torch.float32)
 
 
 @pytest.mark.parametrize("op,params", CASES)

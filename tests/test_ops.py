@@ -76,6 +76,12 @@ def test_forward_out_writes_the_gradient_over_the_logits(op, params):
     expected.backward()
     assert_close(out, expected.detach(), torch.float32, scale=max(1.0, expected.abs().item()))
     assert_close(logits, x.grad, torch.float32, scale=x.grad.abs().max().item())
+    if op.native is not None:  # and PyTorch's op in float32, to its default tolerance
+        x = input.clone().requires_grad_(True)
+        native = loss(op, params, op.native)(x, target)
+        native.backward()
+        torch.testing.assert_close(out, native.detach())
+        torch.testing.assert_close(logits, x.grad)
 
 
 @pytest.mark.parametrize("op,params", CASES)
