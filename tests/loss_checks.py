@@ -23,7 +23,8 @@ FIRST_CASES = [pytest.param(op, op.param_sets[0], id=case_id(op, op.param_sets[0
 
 def cases_with_backends(cases: Sequence) -> list:
     """(backend, op, params) for the kernels, and for the reference where PyTorch's op is an independent
-    truth (elsewhere the reference is the truth and would be checked against itself)."""
+    truth (elsewhere the reference is the truth and would be checked against itself); parametrize
+    with indirect=["backend"], so that the backend fixture selects it."""
     return [pytest.param(backend, *case.values, id=f"{backend}-{case.id}")
             for case in cases for backend in BACKENDS if backend == "extension" or case.values[0].native is not None]
 

@@ -61,7 +61,7 @@ def test_matches_ground_truth(implementation, device, op, params, dtype, reducti
                                   reduction=reduction, tensor_params=scales, **kwargs)
 
 
-@pytest.mark.parametrize("backend,op,params", cases_with_backends(CASES))
+@pytest.mark.parametrize("backend,op,params", cases_with_backends(CASES), indirect=["backend"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_very_many_classes(backend, op, params, dtype):
     # Long rows: the kernel's vector loops, scalar tail (20_003 = 8 * 2500 + 3) and multi-task rows.
@@ -189,7 +189,7 @@ SPECIAL_ROWS = [
 ]
 
 
-@pytest.mark.parametrize("backend,op,params", cases_with_backends(CASES))
+@pytest.mark.parametrize("backend,op,params", cases_with_backends(CASES), indirect=["backend"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_special_values(backend, device, op, params, dtype):
     input = torch.tensor([row for row, _ in SPECIAL_ROWS], dtype=torch.float64).to(dtype).to(device)
