@@ -81,8 +81,10 @@ def value_and_grad(fn: Callable, input: torch.Tensor, *args, **kwargs):
 
 
 def check_matches_float64(fn: Callable, ground_truth: Callable, input: torch.Tensor, *args,
-                          tensor_params: Mapping[str, torch.Tensor] = None, **kwargs):
-    """fn in input's dtype against ground_truth run in float64 on the same (already rounded) values.
+                          tensor_params: Mapping[str, torch.Tensor] = None, family: str = "loss", context: str = "",
+                          **kwargs):
+    """fn in input's dtype against ground_truth run in float64 on the same (already rounded) values,
+    to the tolerance of (family, dtype); `context` starts the failure messages.
 
     The gradient's absolute tolerance is scaled by its largest magnitude, since a mean's gradient
     is 1/N times a row's. `tensor_params` (learnable scalars) take gradients too: in their own dtype,
@@ -95,18 +97,19 @@ def check_matches_float64(fn: Callable, ground_truth: Callable, input: torch.Ten
     ref_out, ref_grad, ref_param_grads = value_and_grads(
         ground_truth, input.double(), *args, upstream_dtype=input.dtype,
         tensors={name: t.double() for name, t in tensor_params.items()}, **kwargs)
-    assert out.dtype == input.dtype, f"output dtype {out.dtype}, expected {input.dtype}"
-    assert grad.dtype == input.dtype and grad.shape == input.shape
-    assert out.shape == ref_out.shape, f"output shape {tuple(out.shape)}, expected {tuple(ref_out.shape)}"
+    assert out.dtype == input.dtype, f"{context}output dtype {out.dtype}, expected {input.dtype}"
+    assert grad.dtype == input.dtype and grad.shape == input.shape, context
+    assert out.shape == ref_out.shape, f"{context}output shape {tuple(out.shape)}, expected {tuple(ref_out.shape)}"
     assert_close(out, ref_out, input.dtype, scale=max(1.0, ref_out.abs().max().item()) if ref_out.numel() else 1.0,
-                 msg="value")
+                 msg=f"{context}value", family=family)
     grad_scale = ref_grad.abs().max().item() if ref_grad.numel() else 1.0
-    assert_close(grad, ref_grad, input.dtype, scale=grad_scale, msg="gradient")
+    assert_close(grad, ref_grad, input.dtype, scale=grad_scale, msg=f"{context}gradient", family=family)
     if tensor_params:
         param_scale = max(g.abs().item() for g in ref_param_grads.values())
         for name, got in param_grads.items():
-            assert got.dtype == tensor_params[name].dtype, f"{name}'s gradient is {got.dtype}"
-            assert_close(got, ref_param_grads[name], got.dtype, scale=param_scale, msg=f"{name}'s gradient")
+            assert got.dtype == tensor_params[name].dtype, f"{context}{name}'s gradient is {got.dtype}"
+            assert_close(got, ref_param_grads[name], got.dtype, scale=param_scale, msg=f"{context}{name}'s gradient",
+                         family=family)
     return out, grad
 
 

@@ -53,12 +53,14 @@ def test_matches_ground_truth(implementation, device, op, params, dtype, reducti
         kwargs = resolve(dict(weight=sample.weighted, ignore_index=sample.ignore_index), sample.num_classes, device,
                          dtype)
         scales = tensor_params(op, dtype, device)
+        context = f"{sample}: "
         check_matches_float64(loss(op, params), ground_truth(op, params), input, target, reduction=reduction,
-                              tensor_params=scales, **kwargs)
+                              tensor_params=scales, family=op.tolerance, context=context, **kwargs)
         if op.native is not None and implementation[0] == "reference":
             # The reference itself is held to the same standard.
             check_matches_float64(loss(op, params, op.reference), ground_truth(op, params), input, target,
-                                  reduction=reduction, tensor_params=scales, **kwargs)
+                                  reduction=reduction, tensor_params=scales, family=op.tolerance,
+                                  context=f"reference, {context}", **kwargs)
 
 
 @pytest.mark.parametrize("backend,op,params", cases_with_backends(CASES), indirect=["backend"])
@@ -69,7 +71,7 @@ def test_very_many_classes(backend, op, params, dtype):
     # autograd loses these rows' small gradients to rounding (expectation's sum_j sgn(y_j - p_j) p_j
     # cancels against 1), while the kernel's closed forms (2 p_t p_k) do not.
     input, target = op.draw((3, op.very_many_classes), dtype, "cpu", params, ignore_fraction=0)
-    check_matches_float64(loss(op, params), ground_truth(op, params), input, target)
+    check_matches_float64(loss(op, params), ground_truth(op, params), input, target, family=op.tolerance)
 
 
 @pytest.mark.parametrize("op,params", [case for case in CASES if case.values[0].sums_class_terms])
@@ -85,8 +87,10 @@ def test_target_term_is_not_cancelled(backend, device, op, params):
     out, grad = value_and_grad(loss(op, params), input, target, reduction="none")
     ref_out, ref_grad = value_and_grad(ground_truth(op, params), input.double(), target, reduction="none",
                                        upstream_dtype=torch.float32)
-    assert_close(out, ref_out, torch.float32, msg="value")  # atol unscaled: small losses must be exact
-    assert_close(grad, ref_grad, torch.float32, scale=ref_grad.abs().max().item(), msg="gradient")
+    # atol unscaled: small losses must be exact.
+    assert_close(out, ref_out, torch.float32, msg="value", family=op.tolerance)
+    assert_close(grad, ref_grad, torch.float32, scale=ref_grad.abs().max().item(), msg="gradient",
+                 family=op.tolerance)
 
 
 @pytest.mark.parametrize("op,params", CASES)
@@ -128,16 +132,16 @@ def test_gradient_modes_agree(device, gradient_mode, op, params, reduction):
         ref_out, ref_grad, ref_param_grads = value_and_grads(ground_truth(op, params), input, target, weight=weight,
                                                              reduction=reduction, upstream_seed=upstream_seed,
                                                              tensors=scales)
-        assert_close(out, ref_out, torch.float64)
-        assert_close(grad, ref_grad, torch.float64)
+        assert_close(out, ref_out, torch.float64, family=op.tolerance)
+        assert_close(grad, ref_grad, torch.float64, family=op.tolerance)
         for name in scales:
-            assert_close(param_grads[name], ref_param_grads[name], torch.float64, msg=name)
+            assert_close(param_grads[name], ref_param_grads[name], torch.float64, msg=name, family=op.tolerance)
     # loss.backward() with an upstream gradient of exactly one (the fused mode returns its buffer as is).
     x = input.clone().requires_grad_(True)
     loss(op, params)(x, target, reduction="sum").backward()
     x_ref = input.clone().requires_grad_(True)
     ground_truth(op, params)(x_ref, target, reduction="sum").backward()
-    assert_close(x.grad, x_ref.grad, torch.float64)
+    assert_close(x.grad, x_ref.grad, torch.float64, family=op.tolerance)
 
 
 STREAMING_CASES = ([pytest.param(*case.values, False, id=f"{case.id}-plain") for case in CASES]
@@ -163,11 +167,11 @@ def test_streaming_stores(monkeypatch, op, params, weighted, dtype, gradient):
             scales = tensor_params(op, dtype, "cpu")
             # Per-row losses: a mean's 1/750 would put float16 gradients among its subnormals.
             check_matches_float64(loss(op, params), ground_truth(op, params), input, target, reduction="none",
-                                  tensor_params=scales, **kwargs)
+                                  tensor_params=scales, **kwargs, family=op.tolerance)
             if op.supports_probabilities:
                 probabilities = probabilities_like(input)
                 check_matches_float64(loss(op, params), ground_truth(op, params), input, probabilities,
-                                      reduction="none", **kwargs)
+                                      reduction="none", **kwargs, family=op.tolerance)
     finally:
         lossext.set_gradient_mode(None)
 
@@ -202,8 +206,8 @@ def test_special_values(backend, device, op, params, dtype):
         assert torch.equal(out.isnan(), ref_out.isnan()), (out, ref_out)
         assert torch.equal(out.isinf(), ref_out.isinf()), (out, ref_out)
         assert torch.equal(grad.isnan(), ref_grad.isnan()), (grad, ref_grad)
-        assert_close(out, ref_out, dtype, scale=10.0)
-        assert_close(grad, ref_grad, dtype)
+        assert_close(out, ref_out, dtype, scale=10.0, family=op.tolerance)
+        assert_close(grad, ref_grad, dtype, family=op.tolerance)
         return
     # The reference runs in the same dtype (it computes in float32 for the half types, as the
     # kernel does), so both overflow alike: 1e30^2 is inf in float32, not 1e60.
@@ -221,8 +225,8 @@ def test_special_values(backend, device, op, params, dtype):
     if op.masks_minus_inf_logits:
         compared &= ~(torch.isneginf(input) & ref_out.isnan()[:, None])
     assert torch.equal(torch.isfinite(grad)[compared], torch.isfinite(ref_grad)[compared]), (grad, ref_grad)
-    assert_close(out, ref_out, dtype, scale=10.0)
-    assert_close(grad[finite_loss], ref_grad[finite_loss], dtype)
+    assert_close(out, ref_out, dtype, scale=10.0, family=op.tolerance)
+    assert_close(grad[finite_loss], ref_grad[finite_loss], dtype, family=op.tolerance)
 
 
 @pytest.mark.parametrize("op,params", CASES)
@@ -238,7 +242,7 @@ def test_non_contiguous_inputs(backend, device, op, params, layout):
         def on_view(fn):
             return lambda b: fn(view(b), target, reduction=reduction)
 
-        check_matches_float64(on_view(loss(op, params)), on_view(ground_truth(op, params)), base)
+        check_matches_float64(on_view(loss(op, params)), on_view(ground_truth(op, params)), base, family=op.tolerance)
 
 
 @pytest.mark.parametrize("op,params", CASES)
@@ -249,7 +253,8 @@ def test_k_dimensional_non_contiguous(backend, device, op, params):
     def on_permuted(fn):
         return lambda b: fn(b.permute(0, 3, 2, 1), target, reduction="none")  # (3, 7, 5, 4), class dim 1
 
-    check_matches_float64(on_permuted(loss(op, params)), on_permuted(ground_truth(op, params)), base)
+    check_matches_float64(on_permuted(loss(op, params)), on_permuted(ground_truth(op, params)), base,
+                          family=op.tolerance)
 
 
 @pytest.mark.parametrize("op,params", CASES)
@@ -260,11 +265,11 @@ def test_target_index_dtypes(backend, device, op, params):
         out, grad = value_and_grad(loss(op, params), input, target)
         long_out, long_grad = value_and_grad(loss(op, params), input, target.long())
         assert torch.equal(out, long_out) and torch.equal(grad, long_grad), target_dtype
-        check_matches_float64(loss(op, params), ground_truth(op, params), input, target.long())
+        check_matches_float64(loss(op, params), ground_truth(op, params), input, target.long(), family=op.tolerance)
         if op.native is not None:  # and PyTorch's op in float32
             native_out, native_grad = value_and_grad(loss(op, params, op.native), input, target.long())
-            assert_close(out, native_out, torch.float32)
-            assert_close(grad, native_grad, torch.float32)
+            assert_close(out, native_out, torch.float32, family=op.tolerance)
+            assert_close(grad, native_grad, torch.float32, family=op.tolerance)
 
 
 @pytest.mark.parametrize("op,params", CASES)
@@ -277,7 +282,7 @@ def test_edge_sizes(backend, device, op, params, reduction):
         if op.one_class_matches(params):
             scales = tensor_params(op, dtype, device)
             out, grad = check_matches_float64(loss(op, params), ground_truth(op, params), input, target,
-                                              reduction=reduction, tensor_params=scales)
+                                              reduction=reduction, tensor_params=scales, family=op.tolerance)
             if op.zero_with_one_class:
                 _, _, param_grads = value_and_grads(loss(op, params), input, target, reduction=reduction,
                                                     tensors=scales)
@@ -294,7 +299,7 @@ def test_edge_sizes(backend, device, op, params, reduction):
         if op.native is not None:
             expected = loss(op, params, op.native)(empty.detach(), empty_target, reduction=reduction)
             assert out.shape == expected.shape
-            assert_close(out, expected, dtype)
+            assert_close(out, expected, dtype, family=op.tolerance)
         out.sum().backward()
         assert empty.grad.shape == (0, 5)
 
@@ -341,8 +346,8 @@ def test_autograd_function(device, op, params):
     out.backward()
     x_ref = input.clone().requires_grad_(True)
     op.reference(x_ref, target, **params, weight=weight).backward()
-    assert_close(out.detach(), op.reference(input, target, **params, weight=weight), torch.float32)
-    assert_close(x.grad, x_ref.grad, torch.float32)
+    assert_close(out.detach(), op.reference(input, target, **params, weight=weight), torch.float32, family=op.tolerance)
+    assert_close(x.grad, x_ref.grad, torch.float32, family=op.tolerance)
     with pytest.raises(TypeError, match="apply takes"):
         function_class.apply(x, target, *params.values(), weight, -100, "mean", 0)
 
