@@ -1,21 +1,22 @@
 """What the benchmark runs: one LossCase per loss, the shapes, and the speed targets it reports.
 
-Adding a loss is one entry in CASES. Its fused version is `lossext.<name>` and
-its reference `lossext.reference.<name>`; the harness times both, plus
-`torch.compile` of the reference, PyTorch's own op when `native` is given, and
-the kernel alone when `kernel` is given. See CASES below: hinge passes its
-float params to its kernel, the two-scale loss its learnable scales (tensors
-that take gradients, made per case by `tensor_kwargs`).
+The cases come from the op-info table (lossext/testing/loss_info.py): adding a loss there adds
+its case here. Its fused version is `lossext.<name>` and its reference `lossext.reference.<name>`;
+the harness times both, plus `torch.compile` of the reference, PyTorch's own op where the entry
+names one (`native`), and the kernel alone (`<name>_forward_out`), all with the entry's
+`bench_params`: float parameters go to every implementation as keywords and to the kernel as its
+params list; the learnable scalars (the two-scale loss's r1, r2, R) are made per case as tensors
+that take gradients (`tensor_kwargs`).
 """
 
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 
 import lossext
 from lossext._checks import reduction_code
+from lossext.testing.loss_info import LOSSES, LossInfo
 
 # (N, C) shapes. The last one only on GPUs: its fp32 logits alone take 8.4 GB.
 SHAPES: List[Tuple[int, int]] = [(8192, 1000), (4096, 32000), (65536, 10)]
@@ -34,28 +35,21 @@ def class_indices(rows: int, classes: int, device: torch.device, generator: torc
     return torch.randint(0, classes, (rows,), generator=generator, device=device)
 
 
-def row_loss_kernel(op_name: str, params: Callable[[Mapping], Sequence[float]] = lambda kwargs: [],
-                    tensor_params: Optional[Callable[[Mapping], torch.Tensor]] = None) -> KernelCall:
-    """The fused forward of row loss `op_name` writing its gradient into a preallocated buffer.
+def row_loss_kernel(loss: LossInfo) -> KernelCall:
+    """The fused forward of `loss` (its op `<name>_forward_out`) writing its gradient into a preallocated buffer.
 
-    `params` maps the case's kwargs to the op's float params (in the order the
-    loss header's make_params reads them); `tensor_params` to its learnable
-    scalars as one 1-D tensor (the two-scale loss's r1, r2, R), if it has any.
+    The case's kwargs give the op's float params (loss.op_params, in the order the loss header's
+    make_params reads them) and its learnable scalars as one 1-D tensor (loss.op_tensor_params).
     """
 
     def run(logits: torch.Tensor, target: torch.Tensor, grad_buffer: torch.Tensor, kwargs: Mapping) -> torch.Tensor:
-        op = getattr(torch.ops.lossext, f"{op_name}_forward_out")
-        scalars = None if tensor_params is None else tensor_params(kwargs).detach()
-        return op(logits, target, kwargs.get("weight"), [float(p) for p in params(kwargs)], scalars,
-                  kwargs.get("ignore_index", -100), reduction_code(kwargs.get("reduction", "mean")), grad_buffer)
+        op = getattr(torch.ops.lossext, f"{loss.name}_forward_out")
+        scalars = loss.op_tensor_params(kwargs)
+        return op(logits, target, kwargs.get("weight"), loss.op_params(kwargs),
+                  None if scalars is None else scalars.detach(), kwargs.get("ignore_index", -100),
+                  reduction_code(kwargs.get("reduction", "mean")), grad_buffer)
 
     return run
-
-
-def two_scale_scales(classes: int, device: torch.device, dtype: torch.dtype) -> Dict[str, torch.Tensor]:
-    """r1, r2 and R as float32 scalars that take gradients, as the paper starts them (r2 = 10 r1)."""
-    return {name: torch.tensor(value, device=device, requires_grad=True)
-            for name, value in (("r1", 1.0), ("r2", 10.0), ("norm", 1.0))}
 
 
 @dataclass(frozen=True)
@@ -74,24 +68,29 @@ class LossCase:
         return getattr(lossext.reference, self.name)
 
 
-CASES: List[LossCase] = [
-    LossCase("cross_entropy", native=F.cross_entropy,
-             kernel=row_loss_kernel("cross_entropy", lambda kw: [kw.get("label_smoothing", 0.0)])),
-    LossCase("hinge", kwargs={"p": 2.0, "margin": 0.5},
-             kernel=row_loss_kernel("hinge", lambda kw: [kw["p"], kw["margin"]])),
-    LossCase("l1", kernel=row_loss_kernel("l1")),
-    LossCase("l2", kernel=row_loss_kernel("l2")),
-    LossCase("expectation", kernel=row_loss_kernel("expectation")),
-    LossCase("regularized_expectation", kernel=row_loss_kernel("regularized_expectation")),
-    LossCase("chebyshev", kernel=row_loss_kernel("chebyshev")),
-    LossCase("squared_log", kernel=row_loss_kernel("squared_log")),
-    LossCase("tanimoto", kernel=row_loss_kernel("tanimoto")),
-    LossCase("cauchy_schwarz", kernel=row_loss_kernel("cauchy_schwarz")),
-    LossCase("alpha_loss", kwargs={"alpha": 2.0}, kernel=row_loss_kernel("alpha_loss", lambda kw: [kw["alpha"]])),
-    LossCase("two_scale_cross_entropy", kwargs={"eta": 0.01}, tensor_kwargs=two_scale_scales,
-             kernel=row_loss_kernel("two_scale_cross_entropy", lambda kw: [kw["eta"]],
-                                    lambda kw: torch.stack([kw["r1"], kw["r2"], kw["norm"]]))),
-]
+def float32_scalars(loss: LossInfo) -> Optional[TensorKwargs]:
+    """The loss's learnable scalars at their bench_params values, float32 scalars that take gradients
+    (a float32 model's parameters, whatever the logits' dtype), or None if it has none."""
+    if not loss.tensor_params:
+        return None
+
+    def make(classes: int, device: torch.device, dtype: torch.dtype) -> Dict[str, torch.Tensor]:
+        return {name: torch.tensor(float(loss.bench_params[name]), device=device, requires_grad=True)
+                for name in loss.tensor_params}
+
+    return make
+
+
+def case_of(loss: LossInfo) -> LossCase:
+    """The benchmark case of an op-info entry."""
+    return LossCase(loss.name, kwargs={name: value for name, value in loss.bench_params.items()
+                                       if name not in loss.tensor_params},
+                    native=loss.native,
+                    kernel=row_loss_kernel(loss),
+                    tensor_kwargs=float32_scalars(loss))
+
+
+CASES: List[LossCase] = [case_of(loss) for loss in LOSSES]
 
 
 def cases_by_name(names: Optional[Sequence[str]] = None) -> List[LossCase]:

@@ -1,60 +1,116 @@
-"""Checks and case builders shared by every loss's tests: value and gradient against a float64 ground truth."""
+"""Checks and case builders shared by every loss's tests: value and gradients against a float64 ground truth."""
 
-from typing import Callable
+from typing import Callable, Dict, Mapping, Optional, Sequence
 
+import pytest
 import torch
 
-from conftest import assert_close
+from conftest import BACKENDS, assert_close
+from lossext.testing.loss_info import LOSSES, LossInfo, make_case  # noqa: F401  (make_case: for the loss files)
+
+REDUCTIONS = ["mean", "sum", "none"]
 
 
-def value_and_grad(fn: Callable, input: torch.Tensor, *args, upstream_seed: int = 1,
-                   upstream_dtype: torch.dtype = None, **kwargs):
-    """fn's output and d(sum(output * u))/d(input) for a fixed random upstream u (exercises scaling).
+def case_id(op: LossInfo, params: Mapping) -> str:
+    return op.name + "".join(f"-{key}={value}" for key, value in params.items())
+
+
+# Every loss with every parameter set (all of a loss's float parameters, in the order its op takes
+# them), and every loss with its first parameter set.
+CASES = [pytest.param(op, params, id=case_id(op, params)) for op in LOSSES for params in op.param_sets]
+FIRST_CASES = [pytest.param(op, op.param_sets[0], id=case_id(op, op.param_sets[0])) for op in LOSSES]
+
+
+def cases_with_backends(cases: Sequence) -> list:
+    """(backend, op, params) for the kernels, and for the reference where PyTorch's op is an independent
+    truth (elsewhere the reference is the truth and would be checked against itself); parametrize
+    with indirect=["backend"], so that the backend fixture selects it."""
+    return [pytest.param(backend, *case.values, id=f"{backend}-{case.id}")
+            for case in cases for backend in BACKENDS if backend == "extension" or case.values[0].native is not None]
+
+
+def tensor_param_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The learnable scalars' dtype: float32 (a float32 model's parameters), float64 for float64 logits."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def tensor_params(op: LossInfo, dtype: torch.dtype, device) -> Dict[str, torch.Tensor]:
+    """op's learnable scalars as tensors that take gradients."""
+    return {name: torch.tensor(value, dtype=tensor_param_dtype(dtype), device=device, requires_grad=True)
+            for name, value in op.tensor_params.items()}
+
+
+def loss(op: LossInfo, params: Mapping, fn: Optional[Callable] = None) -> Callable:
+    """fn (default op.function) with the parameters bound; tensor parameters are floats unless passed."""
+    fn = fn or op.function
+    return lambda input, target, **kwargs: fn(input, target, **{**params, **op.tensor_params, **kwargs})
+
+
+def ground_truth(op: LossInfo, params: Mapping) -> Callable:
+    """op's ground truth with the parameters bound, tensors (soft targets, weights, scales) in float64."""
+
+    def truth(input, target, **kwargs):
+        target = target.double() if target.is_floating_point() else target
+        return loss(op, params, op.ground_truth)(input, target, **float64_kwargs(kwargs))
+
+    return truth
+
+
+def value_and_grads(fn: Callable, input: torch.Tensor, *args, upstream_seed: int = 1,
+                    upstream_dtype: torch.dtype = None, tensors: Mapping[str, torch.Tensor] = None, **kwargs):
+    """fn's output, d(sum(output * u))/d(input) for a fixed random upstream u (exercises scaling), and the
+    same gradient of every keyword tensor in `tensors` (fresh copies of them take the gradients).
 
     u is rounded to `upstream_dtype` (default: the input's dtype) so a float64 ground truth can use
     exactly the upstream values the low-precision run saw.
     """
     x = input.detach().clone().requires_grad_(True)
-    out = fn(x, *args, **kwargs)
+    tensors = {name: t.detach().clone().requires_grad_(True) for name, t in (tensors or {}).items()}
+    out = fn(x, *args, **tensors, **kwargs)
     generator = torch.Generator().manual_seed(upstream_seed)
     upstream = (torch.rand(out.shape, generator=generator, dtype=torch.float64) + 0.5)
     upstream = upstream.to(upstream_dtype or input.dtype).to(out.dtype).to(out.device)
-    (grad,) = torch.autograd.grad(out, x, upstream)
-    return out.detach(), grad
+    grad, *tensor_grads = torch.autograd.grad(out, [x, *tensors.values()], upstream)
+    return out.detach(), grad, dict(zip(tensors, tensor_grads))
 
 
-def check_matches_float64(fn: Callable, ground_truth: Callable, input: torch.Tensor, *args, **kwargs):
-    """fn in input's dtype against ground_truth run in float64 on the same (already rounded) values.
-
-    The gradient's absolute tolerance is scaled by its largest magnitude, since a
-    mean's gradient is 1/N times a row's.
-    """
-    out, grad = value_and_grad(fn, input, *args, **kwargs)
-    ref_out, ref_grad = value_and_grad(ground_truth, input.double(), *args, upstream_dtype=input.dtype, **kwargs)
-    assert out.dtype == input.dtype, f"output dtype {out.dtype}, expected {input.dtype}"
-    assert grad.dtype == input.dtype and grad.shape == input.shape
-    assert out.shape == ref_out.shape, f"output shape {tuple(out.shape)}, expected {tuple(ref_out.shape)}"
-    assert_close(out, ref_out, input.dtype, scale=max(1.0, ref_out.abs().max().item()) if ref_out.numel() else 1.0,
-                 msg="value")
-    grad_scale = ref_grad.abs().max().item() if ref_grad.numel() else 1.0
-    assert_close(grad, ref_grad, input.dtype, scale=grad_scale, msg="gradient")
+def value_and_grad(fn: Callable, input: torch.Tensor, *args, **kwargs):
+    """value_and_grads without tensor keywords: fn's output and its input's gradient."""
+    out, grad, _ = value_and_grads(fn, input, *args, **kwargs)
     return out, grad
 
 
-REDUCTIONS = ["mean", "sum", "none"]
+def check_matches_float64(fn: Callable, ground_truth: Callable, input: torch.Tensor, *args,
+                          tensor_params: Mapping[str, torch.Tensor] = None, family: str = "loss", context: str = "",
+                          **kwargs):
+    """fn in input's dtype against ground_truth run in float64 on the same (already rounded) values,
+    to the tolerance of (family, dtype); `context` starts the failure messages.
 
-
-def make_case(shape, num_classes, device, dtype, ignore_fraction=0.25, target_dtype=torch.int64,
-              ignore_index=-100):
-    """Logits of `shape` (class dim 1, or 0 for 1-D) and targets with some rows set to ignore_index."""
-    input = (torch.randn(shape, dtype=torch.float64) * 3).to(dtype).to(device)
-    target_shape = shape[:1] + shape[2:] if len(shape) > 1 else ()
-    target = torch.randint(0, num_classes, target_shape)
-    if ignore_fraction and target.dim() > 0:
-        target[torch.rand(target_shape) < ignore_fraction] = ignore_index
-    if target_dtype == torch.uint8:
-        target = target.clamp(min=0)
-    return input, target.to(target_dtype).to(device)
+    The gradient's absolute tolerance is scaled by its largest magnitude, since a mean's gradient
+    is 1/N times a row's. `tensor_params` (learnable scalars) take gradients too: in their own dtype,
+    summed over rows in fp32 (fp64) for every input dtype - the logits were rounded identically for
+    both sides, so only the kernel's accumulation differs and their dtype sets the tolerance,
+    relative to the largest of their gradients.
+    """
+    tensor_params = tensor_params or {}
+    out, grad, param_grads = value_and_grads(fn, input, *args, tensors=tensor_params, **kwargs)
+    ref_out, ref_grad, ref_param_grads = value_and_grads(
+        ground_truth, input.double(), *args, upstream_dtype=input.dtype,
+        tensors={name: t.double() for name, t in tensor_params.items()}, **kwargs)
+    assert out.dtype == input.dtype, f"{context}output dtype {out.dtype}, expected {input.dtype}"
+    assert grad.dtype == input.dtype and grad.shape == input.shape, context
+    assert out.shape == ref_out.shape, f"{context}output shape {tuple(out.shape)}, expected {tuple(ref_out.shape)}"
+    assert_close(out, ref_out, input.dtype, scale=max(1.0, ref_out.abs().max().item()) if ref_out.numel() else 1.0,
+                 msg=f"{context}value", family=family)
+    grad_scale = ref_grad.abs().max().item() if ref_grad.numel() else 1.0
+    assert_close(grad, ref_grad, input.dtype, scale=grad_scale, msg=f"{context}gradient", family=family)
+    if tensor_params:
+        param_scale = max(g.abs().item() for g in ref_param_grads.values())
+        for name, got in param_grads.items():
+            assert got.dtype == tensor_params[name].dtype, f"{context}{name}'s gradient is {got.dtype}"
+            assert_close(got, ref_param_grads[name], got.dtype, scale=param_scale, msg=f"{context}{name}'s gradient",
+                         family=family)
+    return out, grad
 
 
 def resolve(options, num_classes, device, dtype):
@@ -66,7 +122,7 @@ def resolve(options, num_classes, device, dtype):
 
 
 def float64_kwargs(kwargs):
-    """The keyword arguments with tensors (weights) in float64, for a float64 ground truth."""
+    """The keyword arguments with tensors (weights, scales) in float64, for a float64 ground truth."""
     return {k: (v.double() if isinstance(v, torch.Tensor) else v) for k, v in kwargs.items()}
 
 

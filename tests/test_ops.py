@@ -1,141 +1,167 @@
-"""The torch.ops.lossext row-loss ops: opcheck, torch.compile, and direct use."""
+"""The torch.ops.lossext row-loss ops over the op-info table: opcheck, direct use, torch.compile."""
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import lossext
-from lossext._ops import registered_row_losses
+from conftest import assert_close
+from lossext.testing.activation_info import ACTIVATIONS
+from lossext.testing.loss_info import LOSS_BY_NAME, LOSSES
+from loss_checks import CASES, FIRST_CASES, ground_truth, loss
 
 pytestmark = pytest.mark.skipif(not lossext.extension_loaded(), reason="lossext._C is not built")
 
-# Per loss: the params list its op takes, its tensor params (learnable scalars) if any, and
-# whether its target is a dense (N, C) row.
-OP_CASES = {
-    "cross_entropy": dict(params=[0.1], dense=False),
-    "cross_entropy_probabilities": dict(params=[0.1], dense=True),
-    "hinge": dict(params=[1.5, 0.5], dense=False),
-    "l1": dict(params=[], dense=False),
-    "l2": dict(params=[], dense=False),
-    "expectation": dict(params=[], dense=False),
-    "regularized_expectation": dict(params=[], dense=False),
-    "chebyshev": dict(params=[], dense=False),
-    "squared_log": dict(params=[], dense=False),
-    "tanimoto": dict(params=[], dense=False),
-    "cauchy_schwarz": dict(params=[], dense=False),
-    "alpha_loss": dict(params=[2.0], dense=False),
-    "two_scale_cross_entropy": dict(params=[0.2], tensor_params=[1.5, 4.0, 2.0], dense=False),
-}
+# Every op of every loss (cross-entropy's soft-target op too), with the loss's first parameter set.
+OP_CASES = [pytest.param(op, op_name, id=op_name) for op in LOSSES for op_name in op.op_names]
 
 
-def op_inputs(name, device, dtype, requires_grad, reduction):
-    case = OP_CASES[name]
+def registered_forward_ops():
+    """The <name> of every lossext::<name>_forward schema the extension registers."""
+    return {schema.name[len("lossext::"):-len("_forward")] for schema in torch._C._jit_get_all_schemas()
+            if schema.name.startswith("lossext::") and schema.name.endswith("_forward")}
+
+
+def test_the_op_info_tables_cover_every_registered_op():
+    losses = {op_name for op in LOSSES for op_name in op.op_names}
+    activations = {activation.op for activation in ACTIVATIONS}
+    assert registered_forward_ops() == losses | activations
+
+
+def op_inputs(op, op_name, device, dtype, requires_grad, reduction):
     input = torch.randn(6, 5, device=device, dtype=dtype, requires_grad=requires_grad)
-    if case["dense"]:
+    if op_name.endswith("_probabilities"):
         target = torch.rand(6, 5, device=device, dtype=dtype).softmax(1)
     else:
         target = torch.tensor([0, 4, -100, 2, 1, 3], device=device)
     weight = torch.rand(5, device=device, dtype=dtype)
     tensor_params = None
-    if "tensor_params" in case:
-        tensor_params = torch.tensor(case["tensor_params"], device=device, dtype=dtype,
+    if op.tensor_params:
+        tensor_params = torch.tensor(list(op.tensor_params.values()), device=device, dtype=dtype,
                                      requires_grad=requires_grad)
-    return input, target, weight, case["params"], tensor_params, -100, reduction
+    return input, target, weight, op.op_params(op.param_sets[0]), tensor_params, -100, reduction
 
 
-def test_every_registered_row_loss_has_an_op_case():
-    assert set(registered_row_losses()) == set(OP_CASES)
-
-
-@pytest.mark.parametrize("name", sorted(OP_CASES))
+@pytest.mark.parametrize("op,op_name", OP_CASES)
 @pytest.mark.parametrize("reduction", [0, 1, 2])
 @pytest.mark.parametrize("compute_grad", [False, True])
 @pytest.mark.parametrize("requires_grad", [False, True])
-def test_opcheck_forward(device, name, reduction, compute_grad, requires_grad):
-    args = op_inputs(name, device, torch.float32, requires_grad, reduction)
-    torch.library.opcheck(getattr(torch.ops.lossext, f"{name}_forward").default, (*args, compute_grad))
+def test_opcheck_forward(device, op, op_name, reduction, compute_grad, requires_grad):
+    args = op_inputs(op, op_name, device, torch.float32, requires_grad, reduction)
+    torch.library.opcheck(getattr(torch.ops.lossext, f"{op_name}_forward").default, (*args, compute_grad))
 
 
-@pytest.mark.parametrize("name", sorted(OP_CASES))
+@pytest.mark.parametrize("op,op_name", OP_CASES)
 @pytest.mark.parametrize("reduction", [0, 1, 2])
-def test_opcheck_backward_and_out(device, name, reduction):
-    input, target, weight, params, tensor_params, ignore_index, _ = op_inputs(name, device, torch.float32, False,
-                                                                              reduction)
+def test_opcheck_backward_and_out(device, op, op_name, reduction):
+    input, target, weight, params, tensor_params, ignore_index, _ = op_inputs(op, op_name, device, torch.float32,
+                                                                              False, reduction)
     grad_output = torch.rand(6 if reduction == 0 else (), device=device)
-    torch.library.opcheck(getattr(torch.ops.lossext, f"{name}_backward").default,
+    torch.library.opcheck(getattr(torch.ops.lossext, f"{op_name}_backward").default,
                           (grad_output, input, target, weight, params, tensor_params, ignore_index, reduction))
     grad_buffer = torch.empty_like(input)
-    torch.library.opcheck(getattr(torch.ops.lossext, f"{name}_forward_out").default,
+    torch.library.opcheck(getattr(torch.ops.lossext, f"{op_name}_forward_out").default,
                           (input, target, weight, params, tensor_params, ignore_index, reduction, grad_buffer))
 
 
-def test_forward_out_writes_the_gradient_in_place_of_the_logits():
-    input = torch.randn(7, 9)
-    target = torch.randint(0, 9, (7,))
+@pytest.mark.parametrize("op,params", CASES)
+def test_forward_out_writes_the_gradient_over_the_logits(op, params):
+    # The CPU kernels read each row (or, in one pass, each logit) before writing its gradient.
+    input, target = op.draw((7, 37), torch.float32, "cpu", params)
     logits = input.clone()
-    loss = torch.ops.lossext.cross_entropy_forward_out(logits, target, None, [0.0], None, -100, 1, logits)
-    x = input.clone().requires_grad_(True)
-    expected = F.cross_entropy(x, target)
+    forward_out = getattr(torch.ops.lossext, f"{op.name}_forward_out")
+    out = forward_out(logits, target, None, op.op_params(params), op.op_tensor_params(op.tensor_params), -100, 1,
+                      logits)
+    x = input.double().requires_grad_(True)
+    expected = ground_truth(op, params)(x, target)
     expected.backward()
-    torch.testing.assert_close(loss, expected.detach())
-    torch.testing.assert_close(logits, x.grad)
+    assert_close(out, expected.detach(), torch.float32, scale=max(1.0, expected.abs().item()), family=op.tolerance)
+    assert_close(logits, x.grad, torch.float32, scale=x.grad.abs().max().item(), family=op.tolerance)
+    if op.native is not None:  # and PyTorch's op in float32, to its default tolerance
+        x = input.clone().requires_grad_(True)
+        native = loss(op, params, op.native)(x, target)
+        native.backward()
+        torch.testing.assert_close(out, native.detach())
+        torch.testing.assert_close(logits, x.grad)
 
 
-def test_backward_op_scales_by_grad_output():
-    input = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+@pytest.mark.parametrize("op,params", CASES)
+def test_backward_op_scales_by_grad_output(op, params):
     target = torch.tensor([1, 0, 3, 3, 2])
+    input = op.away_from_discontinuity(torch.randn(5, 4, dtype=torch.float64), target, params).requires_grad_(True)
     grad_output = torch.rand(5, dtype=torch.float64)
-    grad, _ = torch.ops.lossext.cross_entropy_backward(grad_output, input.detach(), target, None, [0.0], None, -100, 0)
-    (expected,) = torch.autograd.grad(F.cross_entropy(input, target, reduction="none"), input, grad_output)
+    scales = op.op_tensor_params({name: torch.tensor(value, dtype=torch.float64)
+                                  for name, value in op.tensor_params.items()})
+    grad, _ = getattr(torch.ops.lossext, f"{op.name}_backward")(grad_output, input.detach(), target, None,
+                                                                op.op_params(params), scales, -100, 0)
+    (expected,) = torch.autograd.grad(ground_truth(op, params)(input, target, reduction="none"), input, grad_output)
     torch.testing.assert_close(grad, expected)
 
 
+# ---- torch.compile ----
+
+
 class TinyClassifier(torch.nn.Module):
-    def __init__(self, loss):
+    def __init__(self, loss_module):
         super().__init__()
         self.linear = torch.nn.Linear(16, 10)
-        self.loss = loss
+        self.loss = loss_module
 
     def forward(self, x, target):
         return self.loss(self.linear(x), target)
 
 
-@pytest.mark.parametrize("gradient", ["fused", "recompute"])
-@pytest.mark.parametrize("probabilities", [False, True])
-def test_torch_compile_fullgraph(device, gradient, probabilities):
-    lossext.set_gradient_mode(gradient)
+def check_compiled_training_step(device, op, params, backend, probabilities=False):
     torch._dynamo.reset()
+    model = TinyClassifier(getattr(lossext.nn, op.module)(**params)).to(device)
+    x = torch.randn(32, 16, device=device)
+    target = (torch.rand(32, 10, device=device).softmax(1) if probabilities
+              else torch.randint(0, 10, (32,), device=device))
+    compiled = torch.compile(model, fullgraph=True, backend=backend)
+    out = compiled(x, target)
+    out.backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    expected = op.ground_truth(model.linear(x), target, **params)
+    expected.backward()
+    torch.testing.assert_close(out, expected)
+    for got, want in zip(grads, [p.grad for p in model.parameters()]):
+        torch.testing.assert_close(got, want)
+
+
+COMPILE_CASES = [pytest.param(*case.values, probabilities, id=f"{case.id}{'-probabilities' * probabilities}")
+                 for case in FIRST_CASES if case.values[0].module
+                 for probabilities in (False, True) if case.values[0].supports_probabilities or not probabilities]
+
+
+@pytest.mark.parametrize("op,params,probabilities", COMPILE_CASES)
+@pytest.mark.parametrize("gradient", ["fused", "recompute"])
+def test_torch_compile_fullgraph(device, op, params, probabilities, gradient):
+    lossext.set_gradient_mode(gradient)
     try:
-        model = TinyClassifier(lossext.nn.CrossEntropyLoss(label_smoothing=0.1)).to(device)
-        x = torch.randn(32, 16, device=device)
-        target = (torch.rand(32, 10, device=device).softmax(1) if probabilities
-                  else torch.randint(0, 10, (32,), device=device))
-        compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
-        loss = compiled(x, target)
-        loss.backward()
-        grads = [p.grad.clone() for p in model.parameters()]
-        model.zero_grad()
-        expected = torch.nn.functional.cross_entropy(model.linear(x), target, label_smoothing=0.1)
-        expected.backward()
-        torch.testing.assert_close(loss, expected)
-        for got, want in zip(grads, [p.grad for p in model.parameters()]):
-            torch.testing.assert_close(got, want)
+        check_compiled_training_step(device, op, params, "aot_eager", probabilities)
     finally:
         lossext.set_gradient_mode(None)
 
 
-def test_torch_compile_inductor_no_graph_break():
+def test_torch_compile_inductor(device):
+    check_compiled_training_step(device, LOSS_BY_NAME["hinge"], dict(p=1.5), "inductor")
+
+
+@pytest.mark.parametrize("op,params", FIRST_CASES)
+def test_torch_compile_no_graph_break(op, params):
     torch._dynamo.reset()
     counter = torch._dynamo.testing.CompileCounter()
+    fn = loss(op, params)
 
     def step(logits, target):
-        return lossext.cross_entropy(logits * 2.0, target, reduction="sum")
+        return fn(logits * 2.0, target, reduction="sum")
 
     compiled = torch.compile(step, fullgraph=True, backend=counter)
-    logits = torch.randn(8, 5, requires_grad=True)
+    logits = torch.randn(8, 5)
     target = torch.randint(0, 5, (8,))
+    logits = (op.away_from_discontinuity(logits * 2.0, target, params) / 2.0).requires_grad_(True)
     compiled(logits, target).backward()
     assert counter.frame_count == 1
     expected_logits = logits.detach().clone().requires_grad_(True)
-    F.cross_entropy(expected_logits * 2.0, target, reduction="sum").backward()
+    loss(op, params, op.ground_truth)(expected_logits * 2.0, target, reduction="sum").backward()
     torch.testing.assert_close(logits.grad, expected_logits.grad)

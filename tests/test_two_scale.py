@@ -1,77 +1,39 @@
-"""Two-scale cross-entropy (Berlyand, Creese & Jabin 2021): kernel against reference, modules, metrics."""
+"""What is particular to two-scale cross-entropy (Berlyand, Creese & Jabin 2021): rows at the margin
+threshold, masked and NaN logits, the scales' gradients, the module's modes, the metrics.
+
+Its checks against the reference in every dtype and reduction (the scales' gradients included),
+gradcheck, one-class rows and the rest are the generic ones of test_losses.py, over its op-info entry.
+"""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 import lossext
-from conftest import DTYPES, TOLERANCES, assert_close
+from conftest import assert_close
 from lossext import metrics
+from lossext.testing.loss_info import LOSS_BY_NAME
+from loss_checks import loss, tensor_params, value_and_grads
 
-REDUCTIONS = ["mean", "sum", "none"]
-ETA = 0.5
-
-
-def logits_away_from_eta(shape, dtype, device, eta=ETA, num_classes=None):
-    """Random logits whose rows' margins are at least 0.05 from eta, so a rounding of the
-    margin cannot switch a row's scale between the kernel and the float64 ground truth."""
-    x = (torch.randn(shape, dtype=torch.float64) * 2).to(dtype).double()
-    classes = x.shape[1]
-    target = torch.randint(0, classes, (x.shape[0],) + tuple(x.shape[2:]))
-    rows = x.movedim(1, -1).reshape(-1, classes)
-    flat_target = target.reshape(-1)
-    for _ in range(100):
-        margin = metrics.margin(rows, flat_target)
-        close = (margin - eta).abs() < 0.05
-        if not close.any():
-            break
-        rows[close, flat_target[close]] += 0.1
-        rows = rows.to(dtype).double()
-    x = rows.reshape(x.movedim(1, -1).shape).movedim(-1, 1)
-    return x.to(dtype).to(device), target.to(device)
+TWO_SCALE = LOSS_BY_NAME["two_scale_cross_entropy"]
+PARAMS = TWO_SCALE.param_sets[0]  # eta
+ETA = PARAMS["eta"]
 
 
-def scales(device, dtype=torch.float64):
-    return [torch.tensor(v, dtype=dtype, device=device, requires_grad=True) for v in (1.5, 6.0, 2.5)]
+def logits_away_from_eta(shape, dtype, device):
+    """Random logits (normal times 2) and targets, every row's margin at least 0.05 from eta."""
+    return TWO_SCALE.draw(shape, dtype, device, PARAMS, ignore_fraction=0, scale=2.0)
 
 
-def loss_and_grads(fn, x, target, scale_tensors, upstream_dtype=None, **kwargs):
-    """The loss and its gradients for input, r1, r2, R, with an upstream gradient rounded to
-    `upstream_dtype` (default x's), so a float64 ground truth sees the same upstream values."""
-    x = x.detach().clone().requires_grad_(True)
-    r1, r2, norm = (s.detach().clone().requires_grad_(True) for s in scale_tensors)
-    out = fn(x, target, r1, r2, ETA, norm, **kwargs)
-    upstream = torch.linspace(0.5, 1.5, out.numel(), dtype=torch.float64).reshape(out.shape)
-    upstream = upstream.to(upstream_dtype or x.dtype).to(out.dtype)
-    grads = torch.autograd.grad(out, [x, r1, r2, norm], upstream.to(out.device))
-    return out.detach(), grads
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("weighted", [False, True])
-@pytest.mark.parametrize("shape", [(32, 7), (4, 7, 3, 2)], ids=str)
-def test_matches_reference(backend, device, gradient_mode, dtype, reduction, weighted, shape):
-    x, target = logits_away_from_eta(shape, dtype, device)
-    target.view(-1)[::5] = -100
-    weight = (torch.rand(7, dtype=torch.float64) + 0.2).to(dtype).to(device) if weighted else None
-    # float32 scales (as a float32 model's parameters), float64 ones for float64 logits.
-    scale_dtype = torch.float64 if dtype == torch.float64 else torch.float32
-    out, grads = loss_and_grads(lossext.two_scale_cross_entropy, x, target, scales(device, scale_dtype),
-                                weight=weight, reduction=reduction)
-    ref_out, ref_grads = loss_and_grads(lossext.reference.two_scale_cross_entropy, x.double(), target,
-                                        scales(device), upstream_dtype=dtype,
-                                        weight=None if weight is None else weight.double(), reduction=reduction)
-    assert out.dtype == dtype and out.shape == ref_out.shape
-    assert_close(out, ref_out, dtype, scale=max(1.0, ref_out.abs().max().item()))
-    assert_close(grads[0], ref_grads[0], dtype, scale=ref_grads[0].abs().max().item())
-    # r1, r2 and R get gradients in the scales' dtype, summed over rows in fp32 (fp64) for every
-    # input dtype: the logits were rounded identically for both sides, so only the kernel's
-    # accumulation differs and the scales' dtype sets the tolerance, relative to the largest one.
-    scale = max(g.abs().item() for g in ref_grads[1:])
-    for got, want in zip(grads[1:], ref_grads[1:]):
-        assert got.dtype == scale_dtype
-        assert_close(got, want, scale_dtype, scale=scale)
+def kernel_and_reference(x, target, dtype, device, reference_x=None, **kwargs):
+    """Loss and gradients (input's, then the scales' by name) of the kernels in x's dtype with scales in
+    `dtype`, and of the reference in float64 on `reference_x` (default x) with float64 scales."""
+    got = value_and_grads(loss(TWO_SCALE, PARAMS), x, target, tensors=tensor_params(TWO_SCALE, dtype, device),
+                          **kwargs)
+    want = value_and_grads(loss(TWO_SCALE, PARAMS, TWO_SCALE.reference), (x if reference_x is None else reference_x)
+                           .double(), target, upstream_dtype=x.dtype,
+                           tensors=tensor_params(TWO_SCALE, torch.float64, device), **kwargs)
+    return got, want
 
 
 def test_rows_exactly_at_eta_use_r2(device):
@@ -87,13 +49,6 @@ def test_rows_exactly_at_eta_use_r2(device):
     assert_close(above, F.cross_entropy(r1 * x, target, reduction="none"), torch.float64)
 
 
-def test_one_class_rows_are_well_classified(backend, device):
-    x = torch.randn(5, 1, dtype=torch.float64, device=device)
-    target = torch.zeros(5, dtype=torch.long, device=device)
-    out, grads = loss_and_grads(lossext.two_scale_cross_entropy, x, target, scales(device))
-    assert out.item() == 0 and all(torch.all(g == 0) for g in grads)
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 def test_minus_inf_logits_leave_scale_gradients_finite(backend, device, gradient_mode, dtype):
     # A masked class (logit -inf) has p_j = 0; its term p_j (o_j - m) in the scales' gradient is
@@ -103,16 +58,15 @@ def test_minus_inf_logits_leave_scale_gradients_finite(backend, device, gradient
     masked = torch.zeros_like(x, dtype=torch.bool)
     masked[:, 7:] = True
     target = target % 7  # targets among the unmasked classes
-    out, grads = loss_and_grads(lossext.two_scale_cross_entropy, x.masked_fill(masked, float("-inf")), target,
-                                scales(device, dtype))
-    want_out, want_grads = loss_and_grads(lossext.reference.two_scale_cross_entropy, x[:, :7].double(), target,
-                                          scales(device), upstream_dtype=dtype)
-    assert torch.isfinite(out).all() and all(torch.isfinite(g).all() for g in grads)
+    (out, grad, scale_grads), (want_out, want_grad, want_scale_grads) = kernel_and_reference(
+        x.masked_fill(masked, float("-inf")), target, dtype, device, reference_x=x[:, :7])
+    assert torch.isfinite(out).all() and torch.isfinite(grad).all()
+    assert all(torch.isfinite(g).all() for g in scale_grads.values())
     assert_close(out, want_out, dtype)
-    assert_close(grads[0][:, :7], want_grads[0], dtype, scale=want_grads[0].abs().max().item())
-    assert torch.all(grads[0][:, 7:] == 0)
-    for got, want in zip(grads[1:], want_grads[1:]):
-        assert_close(got, want, dtype, scale=max(g.abs().item() for g in want_grads[1:]))
+    assert_close(grad[:, :7], want_grad, dtype, scale=want_grad.abs().max().item())
+    assert torch.all(grad[:, 7:] == 0)
+    for name, got in scale_grads.items():
+        assert_close(got, want_scale_grads[name], dtype, scale=max(g.abs().item() for g in want_scale_grads.values()))
 
 
 def test_nan_logits_match_reference(backend, device, gradient_mode):
@@ -123,12 +77,11 @@ def test_nan_logits_match_reference(backend, device, gradient_mode):
         x, target = logits_away_from_eta((num_classes, num_classes), torch.float32, device)
         target = torch.zeros_like(target)
         x[torch.arange(num_classes), torch.arange(num_classes)] = float("nan")  # row i: NaN at class i
-        out, grads = loss_and_grads(lossext.two_scale_cross_entropy, x, target, scales(device, torch.float32),
-                                    reduction="none")
-        want_out, want_grads = loss_and_grads(lossext.reference.two_scale_cross_entropy, x.double(), target,
-                                              scales(device), upstream_dtype=torch.float32, reduction="none")
+        (out, _, scale_grads), (want_out, _, want_scale_grads) = kernel_and_reference(
+            x, target, torch.float32, device, reduction="none")
         assert torch.isnan(out).all() and torch.isnan(want_out).all()
-        for got, want in zip(grads[1:], want_grads[1:]):
+        for name, got in scale_grads.items():
+            want = want_scale_grads[name]
             assert torch.equal(got.isnan(), want.isnan())
             assert_close(got.nan_to_num(), want.nan_to_num(), torch.float32)
 
@@ -140,25 +93,13 @@ def test_equal_scales_equal_cross_entropy(backend, device):
     assert_close(got, F.cross_entropy(x, target), torch.float64)
 
 
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_gradcheck(device, gradient_mode, reduction):
-    x, target = logits_away_from_eta((6, 5), torch.float64, device)
-    target[2] = -100
-    weight = torch.rand(5, dtype=torch.float64, device=device) + 0.1
-    inputs = (x.requires_grad_(True), *scales(device))
-    assert torch.autograd.gradcheck(
-        lambda x, r1, r2, norm: lossext.two_scale_cross_entropy(x, target, r1, r2, ETA, norm, weight=weight,
-                                                                reduction=reduction),
-        inputs)
-
-
 def test_scale_gradients_are_deterministic(device):
     x, target = logits_away_from_eta((4096, 37), torch.float32, device)
     results = []
     for _ in range(3):
-        r1, r2, norm = scales(device, torch.float32)
-        loss = lossext.two_scale_cross_entropy(x, target, r1, r2, ETA, norm)
-        results.append(torch.stack(torch.autograd.grad(loss, [r1, r2, norm])))
+        r1, r2, norm = tensor_params(TWO_SCALE, torch.float32, device).values()
+        value = lossext.two_scale_cross_entropy(x, target, r1, r2, ETA, norm)
+        results.append(torch.stack(torch.autograd.grad(value, [r1, r2, norm])))
     assert all(torch.equal(results[0], other) for other in results[1:])
 
 

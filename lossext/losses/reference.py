@@ -116,7 +116,7 @@ def cross_entropy(
         nll = -w_t * log_p.gather(1, t[:, None])[:, 0]
         if eps == 0.0:
             return nll
-        w = torch.ones_like(x[0]) if weight is None else weight.to(x.dtype)
+        w = x.new_ones(x.shape[1]) if weight is None else weight.to(x.dtype)  # x[0] fails for an empty batch
         smooth = -(w * log_p).sum(dim=1)
         return (1.0 - eps) * nll + eps / x.shape[1] * smooth
 
