@@ -11,7 +11,7 @@ import lossext
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 BACKENDS = ["extension", "reference"] if lossext.extension_loaded() else ["reference"]
-# What computes a loss: the kernels with each gradient mode (lossext._ops), or the reference (which has none).
+# What computes a loss: the kernels with each gradient mode (lossext.losses.ops), or the reference (which has none).
 IMPLEMENTATIONS = ([("extension", "fused"), ("extension", "recompute")] if lossext.extension_loaded() else []) + [
     ("reference", None)]
 
