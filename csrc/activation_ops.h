@@ -24,6 +24,7 @@
 #include <tuple>
 
 #include "activations/all_activations.h"
+#include "common/accumulation.h"
 
 namespace lossext {
 
@@ -120,8 +121,6 @@ inline DimLayout checked_channel_layout(const std::string& op, const char* name,
   return layout;
 }
 
-inline at::ScalarType accumulation_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
-
 template <class Act, class Driver>
 at::Tensor channel_forward(const std::string& op, const char* name, const at::Tensor& input,
                            const at::Tensor& parameter) {
@@ -129,7 +128,7 @@ at::Tensor channel_forward(const std::string& op, const char* name, const at::Te
   const at::Tensor x = input.contiguous();
   at::Tensor y = at::empty(input.sizes(), input.options());
   if (x.numel() > 0) {
-    const at::Tensor p = parameter.to(accumulation_type(input.scalar_type())).contiguous();
+    const at::Tensor p = parameter.to(accumulation_dtype(input.scalar_type())).contiguous();
     Driver::template channel_forward<Act>(x, p, layout, y);
   }
   return y;
@@ -142,7 +141,7 @@ std::tuple<at::Tensor, at::Tensor> channel_backward(const std::string& op, const
                                                     const at::Tensor& parameter, bool compute_parameter_grad) {
   const DimLayout layout = checked_channel_layout(op, name, input, parameter);
   check_matches(op, "grad_output", grad_output, "input", input);
-  const auto acc = accumulation_type(input.scalar_type());
+  const auto acc = accumulation_dtype(input.scalar_type());
   const at::Tensor x = input.contiguous();
   const at::Tensor g = grad_output.contiguous();
   at::Tensor grad_input = at::empty(input.sizes(), input.options());

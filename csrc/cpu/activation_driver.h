@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "../activation_ops.h"
+#include "common/accumulation.h"
 #include "row_loss_driver.h"  // Lane<acc_t>: the SIMD lane type per accumulation type
 #include "vec.h"
 
@@ -39,9 +40,6 @@ namespace cpu {
 constexpr int64_t kElementGrain = int64_t(1) << 15;
 // Vectors of adjacent columns per work item of softmax over a non-last dim.
 constexpr int64_t kColumnVectors = 4;
-
-template <typename scalar_t>
-using accumulation_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
 
 // The first `count` (< width) elements at p, the other lanes set to `fill`.
 template <typename acc_t, typename scalar_t>

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "../losses/row_loss.h"
+#include "common/accumulation.h"
 #include "../row_loss_op.h"
 #include "vec.h"
 
@@ -503,7 +504,7 @@ struct CpuRowLossDriver {
                   at::Tensor& grad_input, at::Tensor& row_param_grads) {
     constexpr bool kDense = (Loss::kNeeds & kDenseTarget) != 0;
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.input.scalar_type(), "lossext_row_loss_cpu", [&] {
-      using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+      using acc_t = accumulation_t<scalar_t>;
       ReductionInfo<acc_t> reduction;
       reduction.reduction = p.reduction;
       reduction.target_weight_sum = target_weight_sum.item<acc_t>();

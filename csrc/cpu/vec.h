@@ -24,12 +24,13 @@
 #include <immintrin.h>
 #endif
 
-#include "../losses/row_loss.h"
+#include "common/macros.h"
+#include "common/scalar_math.h"
 
 namespace lossext {
 namespace cpu {
 
-// The scalar overloads (row_loss.h) stay visible beside the vector ones below,
+// The scalar overloads (common/scalar_math.h) stay visible beside the vector ones below,
 // for the drivers' scalar tails and the double path.
 using lossext::absolute;
 using lossext::exponential;

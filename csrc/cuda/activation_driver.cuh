@@ -35,15 +35,13 @@
 #include <type_traits>
 
 #include "../activation_ops.h"
+#include "common/accumulation.h"
 
 namespace lossext {
 namespace cuda {
 
 constexpr int kThreads = 256;
 constexpr int kWarp = 32;
-
-template <typename scalar_t>
-using accumulation_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
 
 // 16 bytes of scalar_t, loaded and stored as one 128-bit access.
 template <typename scalar_t, int kVec>

@@ -32,6 +32,7 @@
 #include <type_traits>
 
 #include "../losses/row_loss.h"
+#include "common/accumulation.h"
 #include "../row_loss_op.h"
 
 namespace lossext {
@@ -655,7 +656,7 @@ struct CudaRowLossDriver {
     const bool with_grad = grad_input.numel() > 0;
 
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.input.scalar_type(), "lossext_row_loss_cuda", [&] {
-      using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+      using acc_t = accumulation_t<scalar_t>;
       RowLossArgs<scalar_t, acc_t> a;
       a.input = p.input.data_ptr<scalar_t>();
       a.input_row_stride = p.input.stride(0);
