@@ -56,7 +56,7 @@ print(f"  torch {torch.__version__} (CUDA {torch.version.cuda}), CUDA_HOME={CUDA
 print(f"  FORCE_CUDA={FORCE_CUDA} LOSSEXT_SKIP_CUDA={SKIP_CUDA} DEBUG={DEBUG} -> WITH_CUDA={WITH_CUDA}")
 print(f"  TORCH_CUDA_ARCH_LIST={os.environ.get('TORCH_CUDA_ARCH_LIST', '(unset)')} CPU flags={CPU_FLAGS}")
 
-sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")) + glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
+sources = sorted(glob.glob(os.path.join("csrc", "ops", "*.cpp")) + glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
 optimisation = ["-O0", "-g"] if DEBUG else ["-O3"]
 # -fopenmp: at::parallel_for is inline in ATen's headers and runs its range
 # serially unless the including file is compiled with OpenMP (_OPENMP defines

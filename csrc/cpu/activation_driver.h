@@ -1,5 +1,5 @@
 // The CPU driver for activations (see csrc/activations/activation.h for the
-// contract and csrc/activation_ops.h for the op layer above it).
+// contract and csrc/ops/activation_ops.h for the op layer above it).
 //
 // Elementwise ops are one pass over memory: each task of at::parallel_for
 // takes a range of whole vector-sized groups, converts to fp32 (fp64 for double)
@@ -28,8 +28,8 @@
 #include <type_traits>
 #include <vector>
 
-#include "../activation_ops.h"
 #include "common/accumulation.h"
+#include "ops/activation_ops.h"
 #include "row_loss_driver.h"  // Lane<acc_t>: the SIMD lane type per accumulation type
 #include "vec.h"
 

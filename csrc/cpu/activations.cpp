@@ -1,4 +1,4 @@
-// CPU kernels of every activation op: the op layer (activation_ops.h) run by
+// CPU kernels of every activation op: the op layer (ops/activation_ops.h) run by
 // the CPU driver (activation_driver.h), registered for the CPU dispatch key.
 #include <torch/library.h>
 

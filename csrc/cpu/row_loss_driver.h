@@ -28,9 +28,9 @@
 #include <utility>
 #include <vector>
 
-#include "../losses/row_loss.h"
 #include "common/accumulation.h"
-#include "../row_loss_op.h"
+#include "losses/row_loss.h"
+#include "ops/row_loss_op.h"
 #include "vec.h"
 
 namespace lossext {

@@ -1,5 +1,5 @@
 // The CUDA driver for activations (see csrc/activations/activation.h for the
-// contract and csrc/activation_ops.h for the op layer above it).
+// contract and csrc/ops/activation_ops.h for the op layer above it).
 //
 // Elementwise ops: a grid-stride loop over 16-byte packs (4 floats, 8 halves,
 // 2 doubles) when every pointer is 16-byte aligned, one element at a time
@@ -34,8 +34,8 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "../activation_ops.h"
 #include "common/accumulation.h"
+#include "ops/activation_ops.h"
 
 namespace lossext {
 namespace cuda {

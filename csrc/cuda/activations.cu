@@ -1,4 +1,4 @@
-// CUDA kernels of every activation op: the op layer (activation_ops.h) run by
+// CUDA kernels of every activation op: the op layer (ops/activation_ops.h) run by
 // the CUDA driver (activation_driver.cuh), registered for the CUDA dispatch key.
 #include <torch/library.h>
 

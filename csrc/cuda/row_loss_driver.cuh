@@ -31,9 +31,9 @@
 #include <limits>
 #include <type_traits>
 
-#include "../losses/row_loss.h"
 #include "common/accumulation.h"
-#include "../row_loss_op.h"
+#include "losses/row_loss.h"
+#include "ops/row_loss_op.h"
 
 namespace lossext {
 namespace cuda {
