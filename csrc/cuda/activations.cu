@@ -7,13 +7,7 @@
 namespace lossext {
 namespace {
 
-using CudaOps = ActivationOps<cuda::CudaActivationDriver>;
-
-#define LOSSEXT_REGISTER_CUDA_ACTIVATION_OP(name) m.impl(#name, &CudaOps::name);
-
-TORCH_LIBRARY_IMPL(lossext, CUDA, m) { LOSSEXT_FOR_EACH_ACTIVATION_OP(LOSSEXT_REGISTER_CUDA_ACTIVATION_OP) }
-
-#undef LOSSEXT_REGISTER_CUDA_ACTIVATION_OP
+TORCH_LIBRARY_IMPL(lossext, CUDA, m) { register_activation_kernels<cuda::CudaActivationDriver>(m); }
 
 }  // namespace
 }  // namespace lossext

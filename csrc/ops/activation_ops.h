@@ -7,8 +7,9 @@
 //   static void softmax_forward(x, layout, y)
 //   static void softmax_backward(g, y, layout, grad_input)
 // (see csrc/cpu/activation_driver.h), and registers ActivationOps<Driver>'s
-// functions as the ops' kernels (cpu/activations.cpp, cuda/activations.cu).
-// Schemas: csrc/activation_registration.cpp.
+// functions as the ops' kernels with register_activation_kernels<Driver>
+// (cpu/activations.cpp, cuda/activations.cu).
+// Schemas: csrc/ops/schemas.cpp, from activations/all_activations.h.
 //
 // Layouts. Elementwise ops run over any non-overlapping dense tensor in memory
 // order (so channels_last and transposed tensors cost no copy) and return the
@@ -19,6 +20,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/WrapDimUtils.h>
+#include <torch/library.h>
 
 #include <string>
 #include <tuple>
@@ -333,12 +335,17 @@ struct ActivationOps {
   }
 };
 
-// Every op name, for the backends' registrations: X(name) per op.
-#define LOSSEXT_FOR_EACH_ACTIVATION_OP(X)                                                              \
-  X(relu_forward) X(relu_backward) X(leaky_relu_forward) X(leaky_relu_backward) X(prelu_forward)       \
-  X(prelu_backward) X(elu_forward) X(elu_backward) X(selu_forward) X(selu_backward) X(silu_forward)    \
-  X(silu_backward) X(swish_forward) X(swish_backward) X(gelu_forward) X(gelu_backward)                 \
-  X(sigmoid_forward) X(sigmoid_backward) X(tanh_forward) X(tanh_backward) X(hardtanh_forward)          \
-  X(hardtanh_backward) X(softmax_forward) X(softmax_backward)
+// Registers ActivationOps<Driver>::<name>_forward and _backward as the kernels
+// of every activation in LOSSEXT_FOR_EACH_ACTIVATION, for the dispatch key of
+// the TORCH_LIBRARY_IMPL block that passes `m`.
+template <class Driver>
+void register_activation_kernels(torch::Library& m) {
+  using Ops = ActivationOps<Driver>;
+#define LOSSEXT_REGISTER_ACTIVATION(name, forward_arguments, backward_arguments) \
+  m.impl(#name "_forward", &Ops::name##_forward);                               \
+  m.impl(#name "_backward", &Ops::name##_backward);
+  LOSSEXT_FOR_EACH_ACTIVATION(LOSSEXT_REGISTER_ACTIVATION)
+#undef LOSSEXT_REGISTER_ACTIVATION
+}
 
 }  // namespace lossext
