@@ -31,7 +31,7 @@
 #include "common/accumulation.h"
 #include "ops/activation_ops.h"
 #include "row_loss_driver.h"  // Lane<acc_t>: the SIMD lane type per accumulation type
-#include "vec.h"
+#include "cpu/vec/math.h"
 
 namespace lossext {
 namespace cpu {

@@ -31,7 +31,7 @@
 #include "common/accumulation.h"
 #include "losses/row_loss.h"
 #include "ops/row_loss_op.h"
-#include "vec.h"
+#include "cpu/vec/math.h"
 
 namespace lossext {
 namespace cpu {
