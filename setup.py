@@ -27,7 +27,7 @@ def env_flag(name: str) -> bool:
 
 
 def host_cpu_flags() -> list:
-    """The vector ISA of this machine for the CPU kernels (csrc/cpu/vec.h): AVX-512 (16-wide) when
+    """The vector ISA of this machine for the CPU kernels (csrc/cpu/vec/): AVX-512 (16-wide) when
     /proc/cpuinfo shows avx512f/bw/vl/dq, else AVX2+FMA+F16C (8-wide), else none (portable SSE2)."""
     try:
         with open("/proc/cpuinfo") as f:
@@ -63,7 +63,7 @@ optimisation = ["-O0", "-g"] if DEBUG else ["-O3"]
 # INTRA_OP_PARALLEL); linking it resolves to the libgomp.so.1 torch has loaded.
 # -ffp-contract=fast: ISO C++ mode (-std=c++20) otherwise forbids GCC to fuse
 # a * b + c into one FMA, which doubles the cost of the vector polynomials
-# (csrc/cpu/vec.h) and rounds twice instead of once. Not -ffast-math: NaN,
+# (csrc/cpu/vec/math.h) and rounds twice instead of once. Not -ffast-math: NaN,
 # inf and signed-zero semantics are unchanged.
 extra_compile_args = {"cxx": ["-std=c++20", *optimisation, *CPU_FLAGS, "-fopenmp", "-ffp-contract=fast"]}
 define_macros = []

@@ -29,9 +29,12 @@
 #include <vector>
 
 #include "common/accumulation.h"
-#include "ops/activation_ops.h"
-#include "row_loss_driver.h"  // Lane<acc_t>: the SIMD lane type per accumulation type
+#include "cpu/lanes.h"
+#include "cpu/streaming.h"
 #include "cpu/vec/math.h"
+#include "cpu/vec/memory.h"
+#include "cpu/vec/vector.h"
+#include "ops/activation_ops.h"
 
 namespace lossext {
 namespace cpu {
@@ -63,7 +66,7 @@ acc_t sum_lanes(typename Lane<acc_t>::type v, int64_t count) {
 }
 
 // Whether map_range takes scalar_t two vectors at a time: bfloat16, in
-// even/odd lanes (vec.h's BFloat16Pairs), so each store also fills a 64-byte
+// even/odd lanes (vec/memory.h's BFloat16Pairs), so each store also fills a 64-byte
 // line on AVX-512.
 template <typename acc_t, typename scalar_t>
 constexpr bool kMapsPairs = std::is_same_v<scalar_t, c10::BFloat16> && std::is_same_v<acc_t, float>;

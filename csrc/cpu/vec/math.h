@@ -1,9 +1,6 @@
-// The float vector of the CPU drivers, on GCC/Clang vector extensions: 16
-// floats when the build targets AVX-512, 8 otherwise, so the same source
-// compiles to AVX-512, to AVX2+FMA (setup.py adds the flags the build machine
-// has) or to SSE2 pairs. It supplies the overloads of where/maximum/absolute/
-// exponential that the loss and activation headers call
-// (csrc/losses/row_loss.h), so their per-element math runs a vector at a time.
+// Vector math on VecF (vector.h): exp, expm1, tanh, the normal CDF, log and
+// powers, the overloads of the names in csrc/common/scalar_math.h and
+// csrc/activations/activation_math.h that the loss and activation headers call.
 //
 // exp is written out here rather than taken from libm (scalar, ~10x slower per
 // element) or left to -ffast-math (which would also change NaN/inf semantics
@@ -15,10 +12,6 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
-#include <type_traits>
-
-#include <c10/util/BFloat16.h>
-#include <c10/util/Half.h>
 
 #if defined(__SSE2__)
 #include <immintrin.h>
@@ -26,102 +19,16 @@
 
 #include "common/macros.h"
 #include "common/scalar_math.h"
+#include "cpu/vec/vector.h"
 
 namespace lossext {
 namespace cpu {
 
-// The scalar overloads (common/scalar_math.h) stay visible beside the vector ones below,
-// for the drivers' scalar tails and the double path.
-using lossext::absolute;
+// The scalar overloads (common/scalar_math.h) stay visible beside the vector
+// ones below, for the drivers' scalar tails and the double path.
 using lossext::exponential;
-using lossext::maximum;
-using lossext::where;
-
-#if defined(__AVX512F__)
-constexpr int kVectorBytes = 64;
-#else
-constexpr int kVectorBytes = 32;
-#endif
-
-typedef float float_vector_t __attribute__((vector_size(kVectorBytes)));
-typedef int32_t int_vector_t __attribute__((vector_size(kVectorBytes)));
-typedef uint32_t uint_vector_t __attribute__((vector_size(kVectorBytes)));
-typedef uint16_t uint16_vector_t __attribute__((vector_size(kVectorBytes / 2)));
-
-struct VecMask {
-  int_vector_t bits;
-};
-
-struct VecF {
-  static constexpr int kWidth = kVectorBytes / 4;
-  float_vector_t v;
-
-  VecF() = default;
-  VecF(float scalar) : v(float_vector_t{} + scalar) {}  // broadcast, as the headers' V(c) expects
-  explicit VecF(float_vector_t raw) : v(raw) {}
-
-  static VecF load(const float* p) {
-    float_vector_t r;
-    std::memcpy(&r, p, sizeof(r));
-    return VecF(r);
-  }
-  void store(float* p) const { std::memcpy(p, &v, sizeof(v)); }
-
-  float sum() const {
-    // Pairwise, so the order (and hence the rounding) is fixed.
-    float lanes[kWidth];
-    std::memcpy(lanes, &v, sizeof(lanes));
-    for (int half = kWidth / 2; half > 0; half /= 2) {
-      for (int i = 0; i < half; ++i) lanes[i] += lanes[i + half];
-    }
-    return lanes[0];
-  }
-  float max() const {
-    float m = v[0];
-    for (int i = 1; i < kWidth; ++i) m = v[i] > m || v[i] != v[i] ? v[i] : m;
-    return m;
-  }
-};
-
-LOSSEXT_ALWAYS_INLINE VecF operator+(VecF a, VecF b) { return VecF(a.v + b.v); }
-LOSSEXT_ALWAYS_INLINE VecF operator-(VecF a, VecF b) { return VecF(a.v - b.v); }
-LOSSEXT_ALWAYS_INLINE VecF operator*(VecF a, VecF b) { return VecF(a.v * b.v); }
-LOSSEXT_ALWAYS_INLINE VecF operator/(VecF a, VecF b) { return VecF(a.v / b.v); }
-LOSSEXT_ALWAYS_INLINE VecF operator-(VecF a) { return VecF(-a.v); }
-LOSSEXT_ALWAYS_INLINE VecMask operator>(VecF a, VecF b) { return VecMask{a.v > b.v}; }
-LOSSEXT_ALWAYS_INLINE VecMask operator<(VecF a, VecF b) { return VecMask{a.v < b.v}; }
-LOSSEXT_ALWAYS_INLINE VecMask operator>=(VecF a, VecF b) { return VecMask{a.v >= b.v}; }
-LOSSEXT_ALWAYS_INLINE VecMask operator<=(VecF a, VecF b) { return VecMask{a.v <= b.v}; }
-
-LOSSEXT_ALWAYS_INLINE VecF where(VecMask m, VecF a, VecF b) { return VecF(m.bits ? a.v : b.v); }
-// NaN-propagating maximum, like torch.maximum: a NaN in either operand wins.
-LOSSEXT_ALWAYS_INLINE VecF maximum(VecF a, VecF b) {
-  const float_vector_t larger = a.v > b.v ? a.v : b.v;
-  return VecF(a.v != a.v ? a.v : larger);
-}
-// The larger of a and b where NaN handling does not matter (one vmaxps; which
-// operand a NaN yields is unspecified). The drivers use it for a row's max,
-// whose NaN case is caught by the softmax sum turning NaN.
-LOSSEXT_ALWAYS_INLINE VecF unordered_maximum(VecF a, VecF b) {
-#if defined(__AVX512F__)
-  return VecF(float_vector_t(_mm512_max_ps(__m512(a.v), __m512(b.v))));
-#elif defined(__AVX__)
-  return VecF(float_vector_t(_mm256_max_ps(__m256(a.v), __m256(b.v))));
-#else
-  return VecF(a.v > b.v ? a.v : b.v);
-#endif
-}
-LOSSEXT_ALWAYS_INLINE float unordered_maximum(float a, float b) { return a > b ? a : b; }
-LOSSEXT_ALWAYS_INLINE double unordered_maximum(double a, double b) { return a > b ? a : b; }
-
-LOSSEXT_ALWAYS_INLINE VecF absolute(VecF a) {
-  int_vector_t bits;
-  std::memcpy(&bits, &a.v, sizeof(bits));
-  bits &= 0x7fffffff;
-  float_vector_t r;
-  std::memcpy(&r, &bits, sizeof(r));
-  return VecF(r);
-}
+using lossext::logarithm;
+using lossext::nonnegative_power;
 
 // c[0] x^(N-1) + c[1] x^(N-2) + ... + c[N-1], by Horner's rule: one fused
 // multiply-add a step (the build's -ffp-contract=fast), coefficients highest
@@ -229,11 +136,8 @@ LOSSEXT_ALWAYS_INLINE VecF exponential_nonpositive(VecF x) {
 LOSSEXT_ALWAYS_INLINE float exponential_nonpositive(float x) { return exponential(x); }
 LOSSEXT_ALWAYS_INLINE double exponential_nonpositive(double x) { return exponential(x); }
 
-// ---- Activation math (csrc/activations/): masks, expm1, tanh, the normal CDF. ----
+// ---- Activation math (csrc/activations/): expm1, tanh, the normal CDF. ----
 // Scalar counterparts (libm / CUDA) are in csrc/activations/activation_math.h.
-
-LOSSEXT_ALWAYS_INLINE VecMask operator|(VecMask a, VecMask b) { return VecMask{a.bits | b.bits}; }
-LOSSEXT_ALWAYS_INLINE VecMask operator&(VecMask a, VecMask b) { return VecMask{a.bits & b.bits}; }
 
 // exp(x) - 1 without the cancellation of exp(x) - 1 near 0: for |x| < 1/2 the
 // Taylor series to x^9 (the next term, x^10 / 10!, is below 3e-10 of the
@@ -297,221 +201,7 @@ LOSSEXT_ALWAYS_INLINE VecF normal_cdf(VecF x) {
   return cdf;
 }
 
-// ---- Conversions between storage types and the fp32 compute vector. ----
-
-LOSSEXT_ALWAYS_INLINE VecF load_as_float(const float* p) { return VecF::load(p); }
-
-LOSSEXT_ALWAYS_INLINE VecF load_as_float(const c10::BFloat16* p) {
-  // bfloat16 is the high half of a float: widening is a 16-bit shift.
-  uint16_vector_t raw;
-  std::memcpy(&raw, p, sizeof(raw));
-  const uint_vector_t wide = __builtin_convertvector(raw, uint_vector_t) << 16;
-  float_vector_t r;
-  std::memcpy(&r, &wide, sizeof(r));
-  return VecF(r);
-}
-
-LOSSEXT_ALWAYS_INLINE VecF load_as_float(const c10::Half* p) {
-#if defined(__AVX512F__)
-  const __m512 wide = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-  float_vector_t r;
-  std::memcpy(&r, &wide, sizeof(r));
-  return VecF(r);
-#elif defined(__F16C__)
-  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  const __m256 wide = _mm256_cvtph_ps(raw);
-  float_vector_t r;
-  std::memcpy(&r, &wide, sizeof(r));
-  return VecF(r);
-#else
-  float_vector_t r;
-  for (int i = 0; i < VecF::kWidth; ++i) r[i] = static_cast<float>(p[i]);
-  return VecF(r);
-#endif
-}
-
-LOSSEXT_ALWAYS_INLINE void store_from_float(float* p, VecF x) { x.store(p); }
-
-// x rounded to bfloat16 (to nearest even, as c10::BFloat16's constructor) in
-// the high 16 bits of each 32-bit lane; the low 16 bits are left over from
-// the rounding. NaN becomes the quiet NaN 0x7fc0.
-LOSSEXT_ALWAYS_INLINE uint_vector_t bfloat16_in_high_half(VecF x) {
-  uint_vector_t bits;
-  std::memcpy(&bits, &x.v, sizeof(bits));
-  const uint_vector_t rounded = bits + (((bits >> 16) & 1u) + 0x7fffu);
-  return x.v != x.v ? uint_vector_t{} + 0x7fc00000u : rounded;
-}
-
-// The 16-bit patterns of x rounded to bfloat16.
-LOSSEXT_ALWAYS_INLINE uint16_vector_t bfloat16_bits(VecF x) {
-  return __builtin_convertvector(bfloat16_in_high_half(x) >> 16, uint16_vector_t);
-}
-
-// 2 * kWidth bfloat16 values as two float vectors, the even-indexed elements
-// in one and the odd-indexed in the other (BFloat16Pairs): each 32-bit word holds an even
-// element in its low half and the next, odd one in its high half, so a shift
-// and a mask widen them, with none of the lane shuffles that widening in
-// order takes (which compete with the arithmetic for the vector ports). For
-// elementwise maps, whose lanes do not interact: measured in L1, sigmoid's
-// forward on bfloat16 0.54 ns per element in order, 0.46 in pairs.
-struct BFloat16Pairs {
-  VecF even, odd;
-  explicit BFloat16Pairs(const c10::BFloat16* p) {
-    uint_vector_t words;
-    std::memcpy(&words, p, sizeof(words));
-    const uint_vector_t even_bits = words << 16;
-    const uint_vector_t odd_bits = words & 0xffff0000u;
-    std::memcpy(&even.v, &even_bits, sizeof(even.v));
-    std::memcpy(&odd.v, &odd_bits, sizeof(odd.v));
-  }
-};
-
-// The inverse of BFloat16Pairs, rounding as bfloat16_bits: the words of
-// 2 * kWidth bfloat16 values, stored by store_bfloat16_pairs (or streamed by
-// stream_raw below).
-LOSSEXT_ALWAYS_INLINE uint_vector_t bfloat16_pair_words(VecF even, VecF odd) {
-  return (bfloat16_in_high_half(odd) & 0xffff0000u) | (bfloat16_in_high_half(even) >> 16);
-}
-
-LOSSEXT_ALWAYS_INLINE void store_bfloat16_pairs(c10::BFloat16* p, VecF even, VecF odd) {
-  const uint_vector_t words = bfloat16_pair_words(even, odd);
-  std::memcpy(p, &words, sizeof(words));
-}
-
-// The 16-bit patterns of x rounded to float16 (to nearest even, as c10::Half).
-LOSSEXT_ALWAYS_INLINE uint16_vector_t half_bits(VecF x) {
-  uint16_vector_t narrow;
-#if defined(__AVX512F__)
-  __m512 wide;
-  std::memcpy(&wide, &x.v, sizeof(wide));
-  const __m256i converted = _mm512_cvtps_ph(wide, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  std::memcpy(&narrow, &converted, sizeof(narrow));
-#elif defined(__F16C__)
-  __m256 wide;
-  std::memcpy(&wide, &x.v, sizeof(wide));
-  const __m128i converted = _mm256_cvtps_ph(wide, _MM_FROUND_TO_NEAREST_INT);
-  std::memcpy(&narrow, &converted, sizeof(narrow));
-#else
-  for (int i = 0; i < VecF::kWidth; ++i) narrow[i] = c10::Half(x.v[i]).x;
-#endif
-  return narrow;
-}
-
-LOSSEXT_ALWAYS_INLINE void store_from_float(c10::BFloat16* p, VecF x) {
-  const uint16_vector_t narrow = bfloat16_bits(x);
-  std::memcpy(p, &narrow, sizeof(narrow));
-}
-
-LOSSEXT_ALWAYS_INLINE void store_from_float(c10::Half* p, VecF x) {
-  const uint16_vector_t narrow = half_bits(x);
-  std::memcpy(p, &narrow, sizeof(narrow));
-}
-
-// ---- Partial vectors: the first `count` lanes, 0 <= count <= kWidth. ----
-// For a row's last, partial vector, so the tail runs the same vector code as
-// the rest (and a row shorter than a vector takes one vector step, not C
-// scalar ones). Masked loads and stores (AVX-512 BW) touch no memory past
-// p + count; elsewhere a stack buffer stands in.
-
-LOSSEXT_ALWAYS_INLINE VecMask first_lanes(int64_t count) {
-  int_vector_t lane;
-  for (int i = 0; i < VecF::kWidth; ++i) lane[i] = i;
-  return VecMask{lane < static_cast<int32_t>(count)};
-}
-
-template <typename scalar_t>
-LOSSEXT_ALWAYS_INLINE VecF load_as_float_partial(const scalar_t* p, int64_t count, float fill) {
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-  const __mmask16 mask = static_cast<__mmask16>((1u << count) - 1u);
-  if constexpr (std::is_same_v<scalar_t, float>) {
-    const __m512 loaded = _mm512_mask_loadu_ps(_mm512_set1_ps(fill), mask, p);
-    float_vector_t r;
-    std::memcpy(&r, &loaded, sizeof(r));
-    return VecF(r);
-  } else {
-    const __m256i raw = _mm256_maskz_loadu_epi16(mask, p);
-    scalar_t narrow[VecF::kWidth];
-    std::memcpy(narrow, &raw, sizeof(narrow));
-    return where(first_lanes(count), load_as_float(narrow), VecF(fill));
-  }
-#else
-  scalar_t buffer[VecF::kWidth];
-  for (int i = 0; i < VecF::kWidth; ++i) buffer[i] = i < count ? p[i] : static_cast<scalar_t>(fill);
-  return load_as_float(buffer);
-#endif
-}
-
-template <typename scalar_t>
-LOSSEXT_ALWAYS_INLINE void store_from_float_partial(scalar_t* p, int64_t count, VecF x) {
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-  const __mmask16 mask = static_cast<__mmask16>((1u << count) - 1u);
-  if constexpr (std::is_same_v<scalar_t, float>) {
-    __m512 wide;
-    std::memcpy(&wide, &x.v, sizeof(wide));
-    _mm512_mask_storeu_ps(p, mask, wide);
-  } else {
-    const uint16_vector_t narrow = std::is_same_v<scalar_t, c10::BFloat16> ? bfloat16_bits(x) : half_bits(x);
-    __m256i bits;
-    std::memcpy(&bits, &narrow, sizeof(bits));
-    _mm256_mask_storeu_epi16(p, mask, bits);
-  }
-#else
-  scalar_t buffer[VecF::kWidth];
-  store_from_float(buffer, x);
-  for (int64_t i = 0; i < count; ++i) p[i] = buffer[i];
-#endif
-}
-
-// ---- Streaming (non-temporal) stores, for outputs too large to stay cached. ----
-// They skip the read-for-ownership of each destination line, so writing a
-// gradient the size of the logits moves two bytes of DRAM traffic per byte
-// written plus read, not three. p must be aligned to the stored vector's size
-// (sizeof(scalar_t) * VecF::kWidth); streaming_fence() must follow before
-// another thread reads the data.
-
-// raw's bytes as the intrinsic's vector type, given to `store` at p.
-template <typename Bits, typename Raw, typename Store>
-LOSSEXT_ALWAYS_INLINE void store_bits(void* p, const Raw& raw, Store store) {
-  Bits bits;
-  std::memcpy(&bits, &raw, sizeof(bits));
-  store(reinterpret_cast<Bits*>(p), bits);
-}
-
-template <typename Raw>
-LOSSEXT_ALWAYS_INLINE void stream_raw(void* p, const Raw& raw) {
-  static_assert(sizeof(Raw) == 16 || sizeof(Raw) == 32 || sizeof(Raw) == 64, "a 16-, 32- or 64-byte vector");
-#if defined(__AVX512F__)
-  if constexpr (sizeof(Raw) == 64) {
-    return store_bits<__m512i>(p, raw, [](__m512i* q, __m512i b) { _mm512_stream_si512(q, b); });
-  }
-#endif
-#if defined(__AVX__)
-  if constexpr (sizeof(Raw) == 32) {
-    return store_bits<__m256i>(p, raw, [](__m256i* q, __m256i b) { _mm256_stream_si256(q, b); });
-  }
-#endif
-#if defined(__SSE2__)
-  if constexpr (sizeof(Raw) == 16) {
-    return store_bits<__m128i>(p, raw, [](__m128i* q, __m128i b) { _mm_stream_si128(q, b); });
-  }
-#endif
-  std::memcpy(p, &raw, sizeof(raw));  // no streaming store for this width: an ordinary one
-}
-
-LOSSEXT_ALWAYS_INLINE void stream_from_float(float* p, VecF x) { stream_raw(p, x.v); }
-LOSSEXT_ALWAYS_INLINE void stream_from_float(c10::BFloat16* p, VecF x) { stream_raw(p, bfloat16_bits(x)); }
-LOSSEXT_ALWAYS_INLINE void stream_from_float(c10::Half* p, VecF x) { stream_raw(p, half_bits(x)); }
-
-LOSSEXT_ALWAYS_INLINE void streaming_fence() {
-#if defined(__SSE2__)
-  _mm_sfence();
-#endif
-}
-
 // ---- Logarithm and powers (for hinge^p, csrc/losses/hinge.h). ----
-
-using lossext::logarithm;
-using lossext::nonnegative_power;
 
 // Natural log, the Cephes single-precision scheme: x = m 2^e with m in
 // [sqrt(1/2), sqrt(2)), log x = e ln 2 + log(1 + f), f = m - 1, with a degree-8
@@ -550,8 +240,8 @@ LOSSEXT_ALWAYS_INLINE VecF logarithm(VecF x) {
   return VecF(x.v != x.v ? x.v : result);
 }
 
-// a^b = exp(b log a) for a >= 0 (NaN for a < 0, see row_loss.h); a^0 = 1 for
-// every a, as powf. 0^b is exp(-inf) = 0 for b > 0 and inf for b < 0.
+// a^b = exp(b log a) for a >= 0 (NaN for a < 0, see common/scalar_math.h);
+// a^0 = 1 for every a, as powf. 0^b is exp(-inf) = 0 for b > 0 and inf for b < 0.
 // Exponents below -87 (b log 0 = -inf among them, half of a hinge row) are
 // flushed to a zero result here rather than passed to exponential(): its own
 // flush below log(FLT_MIN) still forms a subnormal product first, and every
