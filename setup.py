@@ -27,7 +27,7 @@ def env_flag(name: str) -> bool:
 
 
 def host_cpu_flags() -> list:
-    """The vector ISA of this machine for the CPU kernels (csrc/cpu/vec.h): AVX-512 (16-wide) when
+    """The vector ISA of this machine for the CPU kernels (csrc/cpu/vec/): AVX-512 (16-wide) when
     /proc/cpuinfo shows avx512f/bw/vl/dq, else AVX2+FMA+F16C (8-wide), else none (portable SSE2)."""
     try:
         with open("/proc/cpuinfo") as f:
@@ -56,14 +56,14 @@ print(f"  torch {torch.__version__} (CUDA {torch.version.cuda}), CUDA_HOME={CUDA
 print(f"  FORCE_CUDA={FORCE_CUDA} LOSSEXT_SKIP_CUDA={SKIP_CUDA} DEBUG={DEBUG} -> WITH_CUDA={WITH_CUDA}")
 print(f"  TORCH_CUDA_ARCH_LIST={os.environ.get('TORCH_CUDA_ARCH_LIST', '(unset)')} CPU flags={CPU_FLAGS}")
 
-sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")) + glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
+sources = sorted(glob.glob(os.path.join("csrc", "ops", "*.cpp")) + glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
 optimisation = ["-O0", "-g"] if DEBUG else ["-O3"]
 # -fopenmp: at::parallel_for is inline in ATen's headers and runs its range
 # serially unless the including file is compiled with OpenMP (_OPENMP defines
 # INTRA_OP_PARALLEL); linking it resolves to the libgomp.so.1 torch has loaded.
 # -ffp-contract=fast: ISO C++ mode (-std=c++20) otherwise forbids GCC to fuse
 # a * b + c into one FMA, which doubles the cost of the vector polynomials
-# (csrc/cpu/vec.h) and rounds twice instead of once. Not -ffast-math: NaN,
+# (csrc/cpu/vec/math.h) and rounds twice instead of once. Not -ffast-math: NaN,
 # inf and signed-zero semantics are unchanged.
 extra_compile_args = {"cxx": ["-std=c++20", *optimisation, *CPU_FLAGS, "-fopenmp", "-ffp-contract=fast"]}
 define_macros = []

@@ -1,4 +1,4 @@
-"""Fit the polynomial Q of csrc/cpu/vec.h's normal_cdf_and_density and check it.
+"""Fit the polynomial Q of csrc/cpu/vec/math.h's normal_cdf_and_density and check it.
 
 For z >= 0 and t = 1 / (1 + z/2) (Numerical Recipes' variable for erfc),
     erfc(z) = t Q(t) exp(-z^2),   Q(t) = erfcx(z) / t,
@@ -6,7 +6,7 @@ a smooth function of t in (0, 1]. Q is fitted by least squares in the relative
 error on 4000 Chebyshev nodes of t in [1/6, 1] (z in [0, 10]; beyond z = 9.3,
 exp(-z^2) is below float32's range and the product is 0 whatever Q is),
 against torch.special.erfcx in float64. Prints the coefficients of Q / 2
-(highest degree first, for Horner; vec.h folds Phi's factor 1/2 into them)
+(highest degree first, for Horner; vec/math.h folds Phi's factor 1/2 into them)
 and the fit's relative error in exact arithmetic and in float32 Horner with
 fused multiply-adds.
 

@@ -12,7 +12,7 @@
 // where g = dL/dy and `saved` is the one tensor the op saves for backward:
 // the output y where the derivative is a function of y alone, else the input
 // x (each header says which, and why). V is the value type: the CPU driver runs the math on
-// 16- or 8-wide float vectors (csrc/cpu/vec.h) and on double, the CUDA driver on
+// 16- or 8-wide float vectors (csrc/cpu/vec/) and on double, the CUDA driver on
 // float and double; T is float for float/half/bfloat16 (fp32 math for half
 // types) and double for double.
 //

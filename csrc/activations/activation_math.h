@@ -1,14 +1,16 @@
-// Scalar math for the activation headers, beside row_loss.h's where/maximum/
-// absolute/exponential/exponential_minus_one: the CUDA driver runs the
-// activations on float and double, the CPU driver on double. Its float path uses the VecF
-// overloads of the same names in csrc/cpu/vec.h (exponential_minus_one,
+// Scalar math for the activation headers, beside the shared scalar math of
+// csrc/common/scalar_math.h (where, maximum, absolute, exponential,
+// exponential_minus_one): the CUDA driver runs the activations on float and
+// double, the CPU driver on double. Its float path uses the VecF overloads of
+// the same names in csrc/cpu/vec/math.h (exponential_minus_one,
 // hyperbolic_tangent, normal_cdf_and_density, normal_cdf), written out there
 // because libm has no vector versions.
 #pragma once
 
 #include <cmath>
 
-#include "../losses/row_loss.h"
+#include "common/macros.h"
+#include "common/scalar_math.h"
 
 namespace lossext {
 

@@ -6,7 +6,7 @@
 //           dy/dx = sigma(2u) + 2 x sigma(2u) (1 - sigma(2u)) du/dx,
 //           du/dx = sqrt(2/pi) (1 + 3 0.044715 x^2)
 // Phi and phi come from normal_cdf_and_density (activation_math.h, and the
-// vector version in csrc/cpu/vec.h, which shares one exp between them): from
+// vector version in csrc/cpu/vec/math.h, which shares one exp between them): from
 // erfc rather than 1 + erf, so Phi keeps its relative accuracy for negative x,
 // where it is small. The tanh form is evaluated through
 // e = exp(-2|u|) in (0, 1]: sigma(2u) = 1 / (1 + e) for u >= 0, e / (1 + e)

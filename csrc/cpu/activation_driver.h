@@ -1,5 +1,5 @@
 // The CPU driver for activations (see csrc/activations/activation.h for the
-// contract and csrc/activation_ops.h for the op layer above it).
+// contract and csrc/ops/activation_ops.h for the op layer above it).
 //
 // Elementwise ops are one pass over memory: each task of at::parallel_for
 // takes a range of whole vector-sized groups, converts to fp32 (fp64 for double)
@@ -28,9 +28,13 @@
 #include <type_traits>
 #include <vector>
 
-#include "../activation_ops.h"
-#include "row_loss_driver.h"  // Lane<acc_t>: the SIMD lane type per accumulation type
-#include "vec.h"
+#include "common/accumulation.h"
+#include "cpu/lanes.h"
+#include "cpu/streaming.h"
+#include "cpu/vec/math.h"
+#include "cpu/vec/memory.h"
+#include "cpu/vec/vector.h"
+#include "ops/activation_ops.h"
 
 namespace lossext {
 namespace cpu {
@@ -39,9 +43,6 @@ namespace cpu {
 constexpr int64_t kElementGrain = int64_t(1) << 15;
 // Vectors of adjacent columns per work item of softmax over a non-last dim.
 constexpr int64_t kColumnVectors = 4;
-
-template <typename scalar_t>
-using accumulation_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
 
 // The first `count` (< width) elements at p, the other lanes set to `fill`.
 template <typename acc_t, typename scalar_t>
@@ -65,7 +66,7 @@ acc_t sum_lanes(typename Lane<acc_t>::type v, int64_t count) {
 }
 
 // Whether map_range takes scalar_t two vectors at a time: bfloat16, in
-// even/odd lanes (vec.h's BFloat16Pairs), so each store also fills a 64-byte
+// even/odd lanes (vec/memory.h's BFloat16Pairs), so each store also fills a 64-byte
 // line on AVX-512.
 template <typename acc_t, typename scalar_t>
 constexpr bool kMapsPairs = std::is_same_v<scalar_t, c10::BFloat16> && std::is_same_v<acc_t, float>;

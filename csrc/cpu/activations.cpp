@@ -1,4 +1,4 @@
-// CPU kernels of every activation op: the op layer (activation_ops.h) run by
+// CPU kernels of every activation op: the op layer (ops/activation_ops.h) run by
 // the CPU driver (activation_driver.h), registered for the CPU dispatch key.
 #include <torch/library.h>
 
@@ -7,13 +7,7 @@
 namespace lossext {
 namespace {
 
-using CpuOps = ActivationOps<cpu::CpuActivationDriver>;
-
-#define LOSSEXT_REGISTER_CPU_ACTIVATION_OP(name) m.impl(#name, &CpuOps::name);
-
-TORCH_LIBRARY_IMPL(lossext, CPU, m) { LOSSEXT_FOR_EACH_ACTIVATION_OP(LOSSEXT_REGISTER_CPU_ACTIVATION_OP) }
-
-#undef LOSSEXT_REGISTER_CPU_ACTIVATION_OP
+TORCH_LIBRARY_IMPL(lossext, CPU, m) { register_activation_kernels<cpu::CpuActivationDriver>(m); }
 
 }  // namespace
 }  // namespace lossext

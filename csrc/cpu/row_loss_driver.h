@@ -17,86 +17,24 @@
 #include <ATen/Parallel.h>
 #include <ATen/ATen.h>
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <limits>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
-#include "../losses/row_loss.h"
-#include "../row_loss_op.h"
-#include "vec.h"
+#include "common/accumulation.h"
+#include "cpu/lanes.h"
+#include "cpu/streaming.h"
+#include "cpu/vec/math.h"
+#include "cpu/vec/memory.h"
+#include "cpu/vec/vector.h"
+#include "losses/row_loss.h"
+#include "ops/row_loss_op.h"
 
 namespace lossext {
 namespace cpu {
-
-// The SIMD lane type for an accumulation type: 16 or 8 floats, or one double
-// (the double path exists for gradcheck and float64 users, not for speed).
-// load_partial / store_partial / keep_first handle a row's last, partial
-// vector: lanes at and past `count` load as `fill`, are not stored, and are
-// replaced by `other`.
-template <typename acc_t>
-struct Lane;
-
-template <>
-struct Lane<float> {
-  using type = VecF;
-  static constexpr int64_t kWidth = VecF::kWidth;
-  static VecF load(const float* p) { return VecF::load(p); }
-  static void store(float* p, VecF v) { v.store(p); }
-  template <typename scalar_t>
-  static VecF load_converted(const scalar_t* p) { return load_as_float(p); }
-  template <typename scalar_t>
-  static void store_converted(scalar_t* p, VecF v) { store_from_float(p, v); }
-  template <typename scalar_t>
-  static void store_streaming(scalar_t* p, VecF v) { stream_from_float(p, v); }
-  template <typename scalar_t>
-  static VecF load_partial(const scalar_t* p, int64_t count, float fill) {
-    return load_as_float_partial(p, count, fill);
-  }
-  template <typename scalar_t>
-  static void store_partial(scalar_t* p, int64_t count, VecF v) { store_from_float_partial(p, count, v); }
-  static VecF keep_first(int64_t count, VecF v, float other) { return where(first_lanes(count), v, VecF(other)); }
-  static float reduce_sum(VecF v) { return v.sum(); }
-  static float reduce_max(VecF v) { return v.max(); }
-  static VecF with_lane_zeroed(VecF v, int64_t lane) { return with_lane_replaced(v, lane, 0.0f); }
-  static VecF with_lane_replaced(VecF v, int64_t lane, float value) {
-    v.v[lane] = value;
-    return v;
-  }
-};
-
-template <>
-struct Lane<double> {
-  using type = double;
-  static constexpr int64_t kWidth = 1;
-  static double load(const double* p) { return *p; }
-  static void store(double* p, double v) { *p = v; }
-  template <typename scalar_t>
-  static double load_converted(const scalar_t* p) { return static_cast<double>(*p); }
-  template <typename scalar_t>
-  static void store_converted(scalar_t* p, double v) { *p = static_cast<scalar_t>(v); }
-  template <typename scalar_t>
-  static void store_streaming(scalar_t* p, double v) { *p = static_cast<scalar_t>(v); }
-  template <typename scalar_t>
-  static double load_partial(const scalar_t* p, int64_t count, double fill) {
-    return count > 0 ? static_cast<double>(*p) : fill;
-  }
-  template <typename scalar_t>
-  static void store_partial(scalar_t* p, int64_t count, double v) {
-    if (count > 0) *p = static_cast<scalar_t>(v);
-  }
-  static double keep_first(int64_t count, double v, double other) { return count > 0 ? v : other; }
-  static double reduce_sum(double v) { return v; }
-  static double reduce_max(double v) { return v; }
-  static double with_lane_zeroed(double, int64_t) { return 0.0; }
-  static double with_lane_replaced(double, int64_t, double value) { return value; }
-};
 
 // Everything one call of the driver reads and writes, as raw pointers.
 template <typename scalar_t, typename acc_t, typename target_t>
@@ -146,68 +84,6 @@ struct Accumulators {
     return result;
   }
 };
-
-// Whether to write `bytes` of output at `out` with streaming stores, which
-// skip the read-for-ownership of every line (a third of the DRAM traffic of
-// a read-logits, write-gradient pass) but leave nothing in the caches for the
-// output's consumer. Two conditions:
-// * The output is larger than 3/4 of the last-level cache, as glibc's memcpy
-//   decides, but at most 24 MiB: sysconf reports the whole socket's cache
-//   (480 MiB on this project's 2-core VM), not the share a core can count on.
-//   Measured there, cross-entropy with C = 4000, fp32 and bf16: ordinary
-//   stores 7-10% faster up to 16 MiB of gradient, streaming 13-19% faster at
-//   32 MiB and 10-56% above.
-// * Its first and last pages are resident. A freshly mapped output (glibc
-//   maps every large allocation anew unless told to reuse memory) faults on
-//   each page, and the kernel's page clearing leaves the page in cache, where
-//   ordinary stores find it: streamed, ReLU's float32 forward+backward on 2^26
-//   elements took 202 ms against PyTorch's 144 ms in that environment,
-//   against 38 and 53 ms in the steady state of reused memory.
-// The environment variable LOSSEXT_STREAMING_STORES_ABOVE (bytes), read at
-// every call, replaces both (the tests set 0 to stream every output).
-inline bool pages_resident(const void* out, int64_t bytes) {
-  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const auto first = reinterpret_cast<uintptr_t>(out) / page * page;
-  const auto last = (reinterpret_cast<uintptr_t>(out) + static_cast<uintptr_t>(bytes) - 1) / page * page;
-  unsigned char resident = 0;
-  for (const uintptr_t start : {first, last}) {
-    if (mincore(reinterpret_cast<void*>(start), page, &resident) != 0 || (resident & 1) == 0) return false;
-  }
-  return true;
-}
-
-inline bool use_streaming_stores(const void* out, int64_t bytes) {
-  if (const char* above = std::getenv("LOSSEXT_STREAMING_STORES_ABOVE")) return bytes > std::atoll(above);
-  static const int64_t threshold = [] {
-    constexpr int64_t kMostBytes = int64_t(24) << 20;
-    const long cache_bytes = sysconf(_SC_LEVEL3_CACHE_SIZE);
-    return cache_bytes > 0 ? std::min(static_cast<int64_t>(cache_bytes) / 4 * 3, kMostBytes) : kMostBytes;
-  }();
-  return bytes > threshold && pages_resident(out, bytes);
-}
-
-// Writes one row, out[j] for j in [0, C) (a loss's gradient, a softmax's
-// output): vector_at(j, count) gives the elements j .. j + count - 1 in its
-// first lanes (count = W but at the row's ends), called once per vector in
-// increasing j (so it may read an input that out overwrites). With `stream`,
-// a partial vector is written up to the first address aligned to a vector's
-// size, then whole vectors are streamed (vec.h).
-template <typename L, typename scalar_t, typename VectorAt>
-inline void write_row(scalar_t* out, int64_t C, bool stream, VectorAt&& vector_at) {
-  constexpr int64_t W = L::kWidth;
-  int64_t j = 0;
-  if (stream) {
-    const int64_t past_alignment = static_cast<int64_t>(reinterpret_cast<uintptr_t>(out) / sizeof(scalar_t) % W);
-    if (past_alignment != 0) {
-      j = std::min(W - past_alignment, C);
-      L::store_partial(out, j, vector_at(int64_t(0), j));
-    }
-    for (; j + W <= C; j += W) L::store_streaming(out + j, vector_at(j, W));
-  } else {
-    for (; j + W <= C; j += W) L::store_converted(out + j, vector_at(j, W));
-  }
-  if (j < C) L::store_partial(out + j, C - j, vector_at(j, C - j));
-}
 
 // One row of a kElementwiseGradient loss (row_loss.h) in a single pass: each
 // logit is read once and its gradient written at once, the target's last.
@@ -503,7 +379,7 @@ struct CpuRowLossDriver {
                   at::Tensor& grad_input, at::Tensor& row_param_grads) {
     constexpr bool kDense = (Loss::kNeeds & kDenseTarget) != 0;
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.input.scalar_type(), "lossext_row_loss_cpu", [&] {
-      using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+      using acc_t = accumulation_t<scalar_t>;
       ReductionInfo<acc_t> reduction;
       reduction.reduction = p.reduction;
       reduction.target_weight_sum = target_weight_sum.item<acc_t>();

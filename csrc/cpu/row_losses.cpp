@@ -1,8 +1,8 @@
-// CPU kernels of every row loss: the generic op (row_loss_op.h) run by the
+// CPU kernels of every row loss: the generic op (ops/row_loss_op.h) run by the
 // CPU driver (row_loss_driver.h), registered for the CPU dispatch key.
 #include <torch/library.h>
 
-#include "../losses/all_losses.h"
+#include "losses/all_losses.h"
 #include "row_loss_driver.h"
 
 namespace lossext {

@@ -1,5 +1,5 @@
 // The CUDA driver for activations (see csrc/activations/activation.h for the
-// contract and csrc/activation_ops.h for the op layer above it).
+// contract and csrc/ops/activation_ops.h for the op layer above it).
 //
 // Elementwise ops: a grid-stride loop over 16-byte packs (4 floats, 8 halves,
 // 2 doubles) when every pointer is 16-byte aligned, one element at a time
@@ -34,16 +34,14 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "../activation_ops.h"
+#include "common/accumulation.h"
+#include "cuda/reductions.cuh"
+#include "ops/activation_ops.h"
 
 namespace lossext {
 namespace cuda {
 
 constexpr int kThreads = 256;
-constexpr int kWarp = 32;
-
-template <typename scalar_t>
-using accumulation_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
 
 // 16 bytes of scalar_t, loaded and stored as one 128-bit access.
 template <typename scalar_t, int kVec>
@@ -146,28 +144,13 @@ __global__ void channel_forward_kernel(int64_t n, const scalar_t* __restrict__ x
   }
 }
 
-// Sum over the block in a fixed tree (warp shuffles, then the warps' sums).
-template <typename acc_t>
-__device__ acc_t block_sum(acc_t value, acc_t* shared) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) value += __shfl_down_sync(0xffffffffu, value, offset);
-  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-  __syncthreads();  // `shared` may still be read by a previous call
-  if (lane == 0) shared[warp] = value;
-  __syncthreads();
-  acc_t total = 0;
-  if (threadIdx.x == 0) {
-    for (int w = 0; w < int(blockDim.x) / kWarp; ++w) total += shared[w];
-  }
-  return total;  // valid in thread 0
-}
-
 // Runs of `inner` elements share the parameter: block (slice, channel).
 template <class Act, int kVec, typename scalar_t, typename acc_t>
 __global__ void channel_backward_runs_kernel(const scalar_t* __restrict__ g, const scalar_t* __restrict__ x,
                                              const acc_t* __restrict__ parameter, DimLayout layout, int64_t slices,
                                              scalar_t* __restrict__ dx, acc_t* __restrict__ partial) {
   using P = Pack<scalar_t, kVec>;
-  __shared__ acc_t shared[kThreads / kWarp];
+  __shared__ acc_t shared[kThreads / kWarpSize];
   const int64_t per_channel = layout.outer * layout.inner;  // elements of one channel
   const int64_t packs_per_channel = per_channel / kVec;     // inner % kVec == 0 when kVec > 1
   const int64_t slice_packs = (packs_per_channel + slices - 1) / slices;
@@ -192,7 +175,7 @@ __global__ void channel_backward_runs_kernel(const scalar_t* __restrict__ g, con
       }
       *reinterpret_cast<P*>(dx + at) = out;
     }
-    const acc_t total = block_sum(sum, shared);
+    const acc_t total = block_all_reduce(sum, Sum(), shared);
     if (partial != nullptr && threadIdx.x == 0) partial[channel * slices + blockIdx.x] = total;
   }
 }
@@ -250,42 +233,18 @@ __global__ void sum_slices_kernel(const acc_t* __restrict__ partial, int64_t cha
 
 // ---- Softmax. ----
 
-template <typename acc_t>
-__device__ acc_t block_max(acc_t value, acc_t* shared) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) value = maximum(value, __shfl_down_sync(0xffffffffu, value, offset));
-  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-  __syncthreads();
-  if (lane == 0) shared[warp] = value;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    for (int w = 1; w < int(blockDim.x) / kWarp; ++w) value = maximum(value, shared[w]);
-    shared[0] = value;
-  }
-  __syncthreads();
-  return shared[0];  // in every thread
-}
-
-template <typename acc_t>
-__device__ acc_t block_sum_broadcast(acc_t value, acc_t* shared) {
-  const acc_t total = block_sum(value, shared);
-  __syncthreads();
-  if (threadIdx.x == 0) shared[0] = total;
-  __syncthreads();
-  return shared[0];
-}
-
 template <typename scalar_t>
 __global__ void softmax_rows_kernel(const scalar_t* __restrict__ x, int64_t rows, int64_t D, scalar_t* __restrict__ y) {
   using acc_t = accumulation_t<scalar_t>;
-  __shared__ acc_t shared[kThreads / kWarp];
+  __shared__ acc_t shared[kThreads / kWarpSize];
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
     const scalar_t* in = x + row * D;
     acc_t m = -infinity<acc_t>();
     for (int64_t j = threadIdx.x; j < D; j += blockDim.x) m = maximum(m, static_cast<acc_t>(in[j]));
-    m = block_max(m, shared);
+    m = block_all_reduce(m, NanPropagatingMax(), shared);
     acc_t sum = 0;
     for (int64_t j = threadIdx.x; j < D; j += blockDim.x) sum += Softmax::shifted_exponential(static_cast<acc_t>(in[j]), m);
-    const acc_t inverse_sum = acc_t(1) / block_sum_broadcast(sum, shared);
+    const acc_t inverse_sum = acc_t(1) / block_all_reduce(sum, Sum(), shared);
     for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
       y[row * D + j] = static_cast<scalar_t>(Softmax::shifted_exponential(static_cast<acc_t>(in[j]), m) * inverse_sum);
     }
@@ -316,12 +275,12 @@ template <typename scalar_t>
 __global__ void softmax_backward_rows_kernel(const scalar_t* __restrict__ g, const scalar_t* __restrict__ y,
                                              int64_t rows, int64_t D, scalar_t* __restrict__ dx) {
   using acc_t = accumulation_t<scalar_t>;
-  __shared__ acc_t shared[kThreads / kWarp];
+  __shared__ acc_t shared[kThreads / kWarpSize];
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
     const int64_t base = row * D;
     acc_t dot = 0;
     for (int64_t j = threadIdx.x; j < D; j += blockDim.x) dot += static_cast<acc_t>(g[base + j]) * static_cast<acc_t>(y[base + j]);
-    dot = block_sum_broadcast(dot, shared);
+    dot = block_all_reduce(dot, Sum(), shared);
     for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
       dx[base + j] = static_cast<scalar_t>(
           Softmax::input_gradient(static_cast<acc_t>(g[base + j]), static_cast<acc_t>(y[base + j]), dot));

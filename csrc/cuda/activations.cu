@@ -1,4 +1,4 @@
-// CUDA kernels of every activation op: the op layer (activation_ops.h) run by
+// CUDA kernels of every activation op: the op layer (ops/activation_ops.h) run by
 // the CUDA driver (activation_driver.cuh), registered for the CUDA dispatch key.
 #include <torch/library.h>
 
@@ -7,13 +7,7 @@
 namespace lossext {
 namespace {
 
-using CudaOps = ActivationOps<cuda::CudaActivationDriver>;
-
-#define LOSSEXT_REGISTER_CUDA_ACTIVATION_OP(name) m.impl(#name, &CudaOps::name);
-
-TORCH_LIBRARY_IMPL(lossext, CUDA, m) { LOSSEXT_FOR_EACH_ACTIVATION_OP(LOSSEXT_REGISTER_CUDA_ACTIVATION_OP) }
-
-#undef LOSSEXT_REGISTER_CUDA_ACTIVATION_OP
+TORCH_LIBRARY_IMPL(lossext, CUDA, m) { register_activation_kernels<cuda::CudaActivationDriver>(m); }
 
 }  // namespace
 }  // namespace lossext

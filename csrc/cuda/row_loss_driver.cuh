@@ -31,13 +31,14 @@
 #include <limits>
 #include <type_traits>
 
-#include "../losses/row_loss.h"
-#include "../row_loss_op.h"
+#include "common/accumulation.h"
+#include "cuda/reductions.cuh"
+#include "losses/row_loss.h"
+#include "ops/row_loss_op.h"
 
 namespace lossext {
 namespace cuda {
 
-constexpr int kWarpSize = 32;
 // Rows up to this many classes take one warp each (at most 32 elements per
 // lane); longer rows take a whole block so the row's reads are spread over
 // more loads in flight.
@@ -311,8 +312,8 @@ struct RowPartial {
     return r;
   }
 
+  // This partial of lane (this lane ^ lane_mask), for cuda/reductions.cuh.
   __device__ __forceinline__ RowPartial shuffle_xor(int lane_mask) const {
-    constexpr unsigned kAllLanes = 0xffffffffu;
     RowPartial p = *this;
     if constexpr (kTracksMax) p.max_logit = __shfl_xor_sync(kAllLanes, max_logit, lane_mask);
     if constexpr (kSoftmaxSums) p.sum_exp = __shfl_xor_sync(kAllLanes, sum_exp, lane_mask);
@@ -361,12 +362,13 @@ struct RowPartial {
   }
 };
 
-template <class Partial>
-__device__ __forceinline__ Partial warp_all_reduce(Partial p) {
-#pragma unroll
-  for (int lane_mask = kWarpSize / 2; lane_mask > 0; lane_mask /= 2) p = Partial::combine(p, p.shuffle_xor(lane_mask));
-  return p;
-}
+// Combines two threads' partials of a row, for cuda/reductions.cuh.
+struct CombinePartials {
+  template <class Partial>
+  __device__ __forceinline__ Partial operator()(const Partial& a, const Partial& b) const {
+    return Partial::combine(a, b);
+  }
+};
 
 // A warp working on one row.
 struct WarpGroup {
@@ -375,13 +377,15 @@ struct WarpGroup {
 
   template <class Partial>
   __device__ __forceinline__ Partial all_reduce(const Partial& p) const {
-    const Partial total = warp_all_reduce(p);
+    const Partial total = warp_all_reduce(p, CombinePartials());
     __syncwarp();  // the row's reads happen before any lane writes its gradient (which may alias it)
     return total;
   }
 };
 
-// A block working on one row. all_reduce must be reached by every thread.
+// A block working on one row. all_reduce must be reached by every thread;
+// its barriers order the row's reads before any thread writes its gradient
+// (which may alias it).
 template <class Partial>
 struct BlockGroup {
   int rank;  // threadIdx.x
@@ -389,17 +393,7 @@ struct BlockGroup {
   Partial* warp_partials;  // shared, one per warp
 
   __device__ __forceinline__ Partial all_reduce(const Partial& p) const {
-    const Partial warp_total = warp_all_reduce(p);
-    if (rank % kWarpSize == 0) warp_partials[rank / kWarpSize] = warp_total;
-    __syncthreads();
-    // Every thread combines the warps' partials in the same order, so all
-    // hold the same statistics without a second barrier-and-broadcast.
-    Partial total = warp_partials[0];
-    for (int w = 1; w < size / kWarpSize; ++w) total = Partial::combine(total, warp_partials[w]);
-    // warp_partials is rewritten for the next row, and the row's reads happen
-    // before any thread writes its gradient (which may alias it).
-    __syncthreads();
-    return total;
+    return block_all_reduce(p, CombinePartials(), warp_partials);
   }
 };
 
@@ -655,7 +649,7 @@ struct CudaRowLossDriver {
     const bool with_grad = grad_input.numel() > 0;
 
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.input.scalar_type(), "lossext_row_loss_cuda", [&] {
-      using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+      using acc_t = accumulation_t<scalar_t>;
       RowLossArgs<scalar_t, acc_t> a;
       a.input = p.input.data_ptr<scalar_t>();
       a.input_row_stride = p.input.stride(0);

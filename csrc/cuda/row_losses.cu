@@ -1,8 +1,8 @@
-// CUDA kernels of every row loss: the generic op (row_loss_op.h) run by the
+// CUDA kernels of every row loss: the generic op (ops/row_loss_op.h) run by the
 // CUDA driver (row_loss_driver.cuh), registered for the CUDA dispatch key.
 #include <torch/library.h>
 
-#include "../losses/all_losses.h"
+#include "losses/all_losses.h"
 #include "row_loss_driver.cuh"
 
 namespace lossext {

@@ -1,4 +1,4 @@
-// Every row loss, as X(op_name, LossStruct). The schemas (registration.cpp)
+// Every row loss, as X(op_name, LossStruct). The schemas (ops/schemas.cpp)
 // and both backends' kernel registrations (cpu/row_losses.cpp,
 // cuda/row_losses.cu) expand this list, so a new loss is its header plus one
 // line here.

@@ -74,54 +74,12 @@
 // sum_j z_j (o_j - m), from which sum_j p_j o_j = m + that / S.
 #pragma once
 
-#include <cmath>
 #include <cstdint>
-#include <limits>
 
-// The per-element math is always inlined into the drivers' loops, on the CPU
-// as on the GPU. Left to GCC's heuristics, the larger activation bodies (GELU,
-// SiLU, sigmoid, ELU's backward) became out-of-line functions called once per
-// vector, which reload every polynomial constant on each call.
-// LOSSEXT_ALWAYS_INLINE marks the CPU vector math (csrc/cpu/vec.h) the same
-// way: after a change elsewhere, GCC once left exp and the normal CDF as calls
-// through the PLT, which slowed exact GELU's forward by a third.
-#if defined(__GNUC__)
-#define LOSSEXT_ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define LOSSEXT_ALWAYS_INLINE inline
-#endif
-#if defined(__CUDACC__) || defined(__HIPCC__)
-#define LOSSEXT_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define LOSSEXT_HOST_DEVICE LOSSEXT_ALWAYS_INLINE
-#endif
+#include "common/macros.h"
+#include "common/scalar_math.h"
 
 namespace lossext {
-
-// Scalar math used by the loss headers. The CPU driver adds overloads of the
-// same names for its SIMD vector type (csrc/cpu/vec.h), so element_value and
-// element_gradient compile for both.
-LOSSEXT_HOST_DEVICE float where(bool condition, float a, float b) { return condition ? a : b; }
-LOSSEXT_HOST_DEVICE double where(bool condition, double a, double b) { return condition ? a : b; }
-// NaN-propagating, like torch.maximum.
-LOSSEXT_HOST_DEVICE float maximum(float a, float b) { return (a != a || a > b) ? a : b; }
-LOSSEXT_HOST_DEVICE double maximum(double a, double b) { return (a != a || a > b) ? a : b; }
-LOSSEXT_HOST_DEVICE float absolute(float a) { return ::fabsf(a); }
-LOSSEXT_HOST_DEVICE double absolute(double a) { return ::fabs(a); }
-LOSSEXT_HOST_DEVICE float power(float a, float b) { return ::powf(a, b); }
-LOSSEXT_HOST_DEVICE float exponential(float a) { return ::expf(a); }
-LOSSEXT_HOST_DEVICE double exponential(double a) { return ::exp(a); }
-LOSSEXT_HOST_DEVICE float logarithm(float a) { return ::logf(a); }
-LOSSEXT_HOST_DEVICE double logarithm(double a) { return ::log(a); }
-LOSSEXT_HOST_DEVICE double power(double a, double b) { return ::pow(a, b); }
-// a^b for a >= 0 (or NaN) only: the CPU driver's vector overload computes
-// exp(b log a), which is NaN for a < 0 where powf has integer-b answers.
-LOSSEXT_HOST_DEVICE float nonnegative_power(float a, float b) { return ::powf(a, b); }
-LOSSEXT_HOST_DEVICE double nonnegative_power(double a, double b) { return ::pow(a, b); }
-// exp(a) - 1 without the cancellation of exp(a) - 1 near a = 0: 1 - p_t as
-// -expm1(log p_t) keeps its relative accuracy when p_t -> 1.
-LOSSEXT_HOST_DEVICE float exponential_minus_one(float a) { return ::expm1f(a); }
-LOSSEXT_HOST_DEVICE double exponential_minus_one(double a) { return ::expm1(a); }
 
 // Which statistics a loss needs from the driver (bit flags in Loss::kNeeds).
 enum RowNeeds : unsigned {
@@ -208,10 +166,5 @@ struct NoParams {
   struct Params {};
   static Params make_params(const double*) { return Params{}; }
 };
-
-template <typename T>
-LOSSEXT_HOST_DEVICE T infinity() {
-  return std::numeric_limits<T>::infinity();
-}
 
 }  // namespace lossext

@@ -1,5 +1,7 @@
-// Every lossext op's schema, in one place. Kernels are registered per backend
-// (cpu/, cuda/); fake kernels and autograd formulas in lossext/_ops.py.
+// Every lossext op's schema, in one place, generated from the lists of row
+// losses (losses/all_losses.h) and activations (activations/all_activations.h).
+// Kernels are registered per backend (cpu/, cuda/); fake kernels and autograd
+// formulas in lossext/ (_ops.py for the row losses, activations.py).
 //
 // Each row loss has three ops:
 //   <name>_forward(input, target, weight, params, tensor_params, ignore_index, reduction, compute_grad)
@@ -18,8 +20,14 @@
 //     Recomputes the gradients from the logits, scaled by grad_output.
 // `params` are the loss's fixed scalars, in the order its header's make_params
 // reads them; `tensor_params` its learnable ones (None for most losses).
+//
+// Each activation <name> has two, with the argument lists of its line in
+// LOSSEXT_FOR_EACH_ACTIVATION:
+//   <name>_forward(input, <params>) -> output
+//   <name>_backward(grad_output, <saved>, <params>) -> grad_input
 #include <torch/library.h>
 
+#include "activations/all_activations.h"
 #include "losses/all_losses.h"
 
 namespace lossext {
@@ -34,8 +42,16 @@ namespace {
   m.def(#name "_backward(Tensor grad_output, Tensor input, Tensor target, Tensor? weight, float[] params, " \
               "Tensor? tensor_params, int ignore_index, int reduction) -> (Tensor, Tensor)");
 
-TORCH_LIBRARY(lossext, m) { LOSSEXT_FOR_EACH_ROW_LOSS(LOSSEXT_DEFINE_ROW_LOSS_SCHEMAS) }
+#define LOSSEXT_DEFINE_ACTIVATION_SCHEMAS(name, forward_arguments, backward_arguments) \
+  m.def(#name "_forward" forward_arguments);                                          \
+  m.def(#name "_backward" backward_arguments);
 
+TORCH_LIBRARY(lossext, m) {
+  LOSSEXT_FOR_EACH_ROW_LOSS(LOSSEXT_DEFINE_ROW_LOSS_SCHEMAS)
+  LOSSEXT_FOR_EACH_ACTIVATION(LOSSEXT_DEFINE_ACTIVATION_SCHEMAS)
+}
+
+#undef LOSSEXT_DEFINE_ACTIVATION_SCHEMAS
 #undef LOSSEXT_DEFINE_ROW_LOSS_SCHEMAS
 
 }  // namespace

@@ -20,6 +20,7 @@
 #include <tuple>
 #include <type_traits>
 
+#include "common/accumulation.h"
 #include "losses/row_loss.h"
 
 namespace lossext {
@@ -42,11 +43,6 @@ struct RowLossProblem {
   int64_t ignore_index = -100;
   Reduction reduction = Reduction::Mean;
 };
-
-// float for float/half/bfloat16, double for double (fp32 accumulation for half types).
-inline at::ScalarType accumulation_dtype(at::ScalarType t) {
-  return t == at::kDouble ? at::kDouble : at::kFloat;
-}
 
 inline Reduction checked_reduction(int64_t reduction) {
   TORCH_CHECK(reduction >= 0 && reduction <= 2,

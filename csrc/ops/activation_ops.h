@@ -7,8 +7,9 @@
 //   static void softmax_forward(x, layout, y)
 //   static void softmax_backward(g, y, layout, grad_input)
 // (see csrc/cpu/activation_driver.h), and registers ActivationOps<Driver>'s
-// functions as the ops' kernels (cpu/activations.cpp, cuda/activations.cu).
-// Schemas: csrc/activation_registration.cpp.
+// functions as the ops' kernels with register_activation_kernels<Driver>
+// (cpu/activations.cpp, cuda/activations.cu).
+// Schemas: csrc/ops/schemas.cpp, from activations/all_activations.h.
 //
 // Layouts. Elementwise ops run over any non-overlapping dense tensor in memory
 // order (so channels_last and transposed tensors cost no copy) and return the
@@ -19,11 +20,13 @@
 
 #include <ATen/ATen.h>
 #include <ATen/WrapDimUtils.h>
+#include <torch/library.h>
 
 #include <string>
 #include <tuple>
 
 #include "activations/all_activations.h"
+#include "common/accumulation.h"
 
 namespace lossext {
 
@@ -120,8 +123,6 @@ inline DimLayout checked_channel_layout(const std::string& op, const char* name,
   return layout;
 }
 
-inline at::ScalarType accumulation_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
-
 template <class Act, class Driver>
 at::Tensor channel_forward(const std::string& op, const char* name, const at::Tensor& input,
                            const at::Tensor& parameter) {
@@ -129,7 +130,7 @@ at::Tensor channel_forward(const std::string& op, const char* name, const at::Te
   const at::Tensor x = input.contiguous();
   at::Tensor y = at::empty(input.sizes(), input.options());
   if (x.numel() > 0) {
-    const at::Tensor p = parameter.to(accumulation_type(input.scalar_type())).contiguous();
+    const at::Tensor p = parameter.to(accumulation_dtype(input.scalar_type())).contiguous();
     Driver::template channel_forward<Act>(x, p, layout, y);
   }
   return y;
@@ -142,7 +143,7 @@ std::tuple<at::Tensor, at::Tensor> channel_backward(const std::string& op, const
                                                     const at::Tensor& parameter, bool compute_parameter_grad) {
   const DimLayout layout = checked_channel_layout(op, name, input, parameter);
   check_matches(op, "grad_output", grad_output, "input", input);
-  const auto acc = accumulation_type(input.scalar_type());
+  const auto acc = accumulation_dtype(input.scalar_type());
   const at::Tensor x = input.contiguous();
   const at::Tensor g = grad_output.contiguous();
   at::Tensor grad_input = at::empty(input.sizes(), input.options());
@@ -334,12 +335,17 @@ struct ActivationOps {
   }
 };
 
-// Every op name, for the backends' registrations: X(name) per op.
-#define LOSSEXT_FOR_EACH_ACTIVATION_OP(X)                                                              \
-  X(relu_forward) X(relu_backward) X(leaky_relu_forward) X(leaky_relu_backward) X(prelu_forward)       \
-  X(prelu_backward) X(elu_forward) X(elu_backward) X(selu_forward) X(selu_backward) X(silu_forward)    \
-  X(silu_backward) X(swish_forward) X(swish_backward) X(gelu_forward) X(gelu_backward)                 \
-  X(sigmoid_forward) X(sigmoid_backward) X(tanh_forward) X(tanh_backward) X(hardtanh_forward)          \
-  X(hardtanh_backward) X(softmax_forward) X(softmax_backward)
+// Registers ActivationOps<Driver>::<name>_forward and _backward as the kernels
+// of every activation in LOSSEXT_FOR_EACH_ACTIVATION, for the dispatch key of
+// the TORCH_LIBRARY_IMPL block that passes `m`.
+template <class Driver>
+void register_activation_kernels(torch::Library& m) {
+  using Ops = ActivationOps<Driver>;
+#define LOSSEXT_REGISTER_ACTIVATION(name, forward_arguments, backward_arguments) \
+  m.impl(#name "_forward", &Ops::name##_forward);                               \
+  m.impl(#name "_backward", &Ops::name##_backward);
+  LOSSEXT_FOR_EACH_ACTIVATION(LOSSEXT_REGISTER_ACTIVATION)
+#undef LOSSEXT_REGISTER_ACTIVATION
+}
 
 }  // namespace lossext

@@ -1,0 +1,22 @@
+// Portability macros for the code that runs in both drivers' loops: the loss
+// and activation headers, the scalar math (scalar_math.h) and the CPU vector
+// math (csrc/cpu/vec/).
+#pragma once
+
+// The per-element math is always inlined into the drivers' loops, on the CPU
+// as on the GPU. Left to GCC's heuristics, the larger activation bodies (GELU,
+// SiLU, sigmoid, ELU's backward) became out-of-line functions called once per
+// vector, which reload every polynomial constant on each call.
+// LOSSEXT_ALWAYS_INLINE marks the CPU vector math (csrc/cpu/vec/) the same
+// way: after a change elsewhere, GCC once left exp and the normal CDF as calls
+// through the PLT, which slowed exact GELU's forward by a third.
+#if defined(__GNUC__)
+#define LOSSEXT_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define LOSSEXT_ALWAYS_INLINE inline
+#endif
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define LOSSEXT_HOST_DEVICE __host__ __device__ __forceinline__
+#else
+#define LOSSEXT_HOST_DEVICE LOSSEXT_ALWAYS_INLINE
+#endif
