@@ -14,8 +14,6 @@
 // (tests/cuda_simulation/simulated_driver.cu) replays this order.
 #pragma once
 
-#include <type_traits>
-
 #include "common/scalar_math.h"
 
 namespace lossext {
@@ -34,23 +32,21 @@ struct NanPropagatingMax {  // common/scalar_math.h's maximum
   __device__ __forceinline__ T operator()(T a, T b) const { return maximum(a, b); }
 };
 
-// `value` of lane (this lane ^ lane_mask): arithmetic types by one shuffle,
-// a struct by its own shuffle_xor(lane_mask), which shuffles its fields.
-template <typename T>
-__device__ __forceinline__ T shuffle_xor(const T& value, int lane_mask) {
-  if constexpr (std::is_arithmetic_v<T>) {
+// shuffle(value, lane_mask) is `value` of lane (this lane ^ lane_mask): one
+// shuffle for a scalar; a struct passes its own, which shuffles its fields.
+struct ShuffleXor {
+  template <typename T>
+  __device__ __forceinline__ T operator()(T value, int lane_mask) const {
     return __shfl_xor_sync(kAllLanes, value, lane_mask);
-  } else {
-    return value.shuffle_xor(lane_mask);
   }
-}
+};
 
 // combine() over the 32 lanes of the warp, in every lane. All lanes must call it.
-template <typename T, typename Combine>
-__device__ __forceinline__ T warp_all_reduce(T value, const Combine& combine) {
+template <typename T, typename Combine, typename Shuffle = ShuffleXor>
+__device__ __forceinline__ T warp_all_reduce(T value, const Combine& combine, const Shuffle& shuffle = Shuffle()) {
 #pragma unroll
   for (int lane_mask = kWarpSize / 2; lane_mask > 0; lane_mask /= 2) {
-    value = combine(value, shuffle_xor(value, lane_mask));
+    value = combine(value, shuffle(value, lane_mask));
   }
   return value;
 }
@@ -61,9 +57,10 @@ __device__ __forceinline__ T warp_all_reduce(T value, const Combine& combine) {
 // before the call (the row-loss driver's reads of a row) before everything
 // after it (the writes of its gradient, which may alias the row), and let the
 // next call reuse warp_results.
-template <typename T, typename Combine>
-__device__ __forceinline__ T block_all_reduce(T value, const Combine& combine, T* warp_results) {
-  const T warp_total = warp_all_reduce(value, combine);
+template <typename T, typename Combine, typename Shuffle = ShuffleXor>
+__device__ __forceinline__ T block_all_reduce(T value, const Combine& combine, T* warp_results,
+                                              const Shuffle& shuffle = Shuffle()) {
+  const T warp_total = warp_all_reduce(value, combine, shuffle);
   if (threadIdx.x % kWarpSize == 0) warp_results[threadIdx.x / kWarpSize] = warp_total;
   __syncthreads();
   T total = warp_results[0];

@@ -312,7 +312,7 @@ struct RowPartial {
     return r;
   }
 
-  // This partial of lane (this lane ^ lane_mask), for cuda/reductions.cuh.
+  // This partial of lane (this lane ^ lane_mask), for ShufflePartials.
   __device__ __forceinline__ RowPartial shuffle_xor(int lane_mask) const {
     RowPartial p = *this;
     if constexpr (kTracksMax) p.max_logit = __shfl_xor_sync(kAllLanes, max_logit, lane_mask);
@@ -362,11 +362,17 @@ struct RowPartial {
   }
 };
 
-// Combines two threads' partials of a row, for cuda/reductions.cuh.
+// How cuda/reductions.cuh combines and exchanges threads' partials of a row.
 struct CombinePartials {
   template <class Partial>
   __device__ __forceinline__ Partial operator()(const Partial& a, const Partial& b) const {
     return Partial::combine(a, b);
+  }
+};
+struct ShufflePartials {
+  template <class Partial>
+  __device__ __forceinline__ Partial operator()(const Partial& p, int lane_mask) const {
+    return p.shuffle_xor(lane_mask);
   }
 };
 
@@ -377,7 +383,7 @@ struct WarpGroup {
 
   template <class Partial>
   __device__ __forceinline__ Partial all_reduce(const Partial& p) const {
-    const Partial total = warp_all_reduce(p, CombinePartials());
+    const Partial total = warp_all_reduce(p, CombinePartials(), ShufflePartials());
     __syncwarp();  // the row's reads happen before any lane writes its gradient (which may alias it)
     return total;
   }
@@ -393,7 +399,7 @@ struct BlockGroup {
   Partial* warp_partials;  // shared, one per warp
 
   __device__ __forceinline__ Partial all_reduce(const Partial& p) const {
-    return block_all_reduce(p, CombinePartials(), warp_partials);
+    return block_all_reduce(p, CombinePartials(), warp_partials, ShufflePartials());
   }
 };
 
