@@ -8,6 +8,7 @@ reference ("reference") run; LOSSEXT_BACKEND=reference forces the reference.
 """
 
 from . import _extension, _ops  # noqa: F401  (_ops registers fake kernels and autograd formulas)
+from . import _row_statistics  # noqa: F401  (fake kernels of the block ops)
 from . import autograd, functional, metrics, nn, reference
 from ._extension import backend, extension_loaded, set_backend
 from ._ops import set_gradient_mode

@@ -257,13 +257,14 @@ void gather_extremes(const CpuRow<scalar_t, acc_t>& r, Partial& p) {
   const int64_t vector_end = r.columns - r.columns % W;
   const int64_t tail = r.columns - vector_end;
   const auto larger = [](V a, V b) { return unordered_maximum(a, b); };
+  const auto smaller = [](V a, V b) { return where(b < a, b, a); };  // NaN b is passed over
   Accumulators<kUnroll, V> row_max(V(-infinity<acc_t>()));
   Accumulators<kUnroll, V> row_min(V(infinity<acc_t>()));
   const auto take = [&](V x, auto k) {
     row_max.lanes[k] = unordered_maximum(row_max.lanes[k], x);
     if constexpr (Partial::kScaled) {
       const V above_minus_inf = where(x < V(std::numeric_limits<acc_t>::lowest()), V(infinity<acc_t>()), x);
-      row_min.lanes[k] = where(above_minus_inf < row_min.lanes[k], above_minus_inf, row_min.lanes[k]);
+      row_min.lanes[k] = smaller(row_min.lanes[k], above_minus_inf);
     }
   };
   for_each_vector<kUnroll>(vector_end, W, [&](int64_t j, auto k) { take(L::load_converted(r.input + j), k); });
@@ -271,7 +272,7 @@ void gather_extremes(const CpuRow<scalar_t, acc_t>& r, Partial& p) {
     take(L::load_partial(r.input + vector_end, tail, -infinity<acc_t>()), std::integral_constant<int, 0>{});
   }
   p.max_logit = L::reduce_max(row_max.combined(larger));
-  if constexpr (Partial::kScaled) p.min_logit = -L::reduce_max(-row_min.combined(larger));
+  if constexpr (Partial::kScaled) p.min_logit = -L::reduce_max(-row_min.combined(smaller));
 }
 
 // Pass 1 of a kElementSum loss: the sum of the loss's element values, the
