@@ -12,6 +12,7 @@ lossext.nn, lossext.reference and lossext.autograd gather their public names.
 from . import activations, autograd, functional, metrics, nn, reference
 from ._extension import backend, extension_loaded, set_backend
 from .functional import *  # noqa: F401,F403  (every loss and activation function)
+from .losses import row_statistics  # noqa: F401  (registers the block ops' fake kernels)
 from .losses.ops import set_gradient_mode
 from .nn import parameter_norm
 

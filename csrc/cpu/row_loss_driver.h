@@ -30,7 +30,9 @@
 #include "cpu/vec/math.h"
 #include "cpu/vec/memory.h"
 #include "cpu/vec/vector.h"
+#include "losses/row_finish.h"
 #include "losses/row_loss.h"
+#include "losses/row_partial.h"
 #include "ops/row_loss_op.h"
 
 namespace lossext {
@@ -85,33 +87,327 @@ struct Accumulators {
   }
 };
 
-// One row of a kElementwiseGradient loss (row_loss.h) in a single pass: each
-// logit is read once and its gradient written at once, the target's last.
-// The target's logit is read before the pass, so grad may alias the input.
-// Fills s.target_logit and s.element_sum; returns the row's value().
-template <typename Loss, typename scalar_t, typename acc_t>
-acc_t run_elementwise_gradient_row(const scalar_t* in, scalar_t* grad, bool stream, const acc_t* w, int64_t target,
-                                   int64_t C, RowStats<acc_t>& s, const typename Loss::Params& params,
-                                   const ReductionInfo<acc_t>& reduction, acc_t upstream) {
+// ---- The phases of a row ----
+// run_rows puts them together as the CUDA driver's run_row does: open the row,
+// gather its partial statistics (RowPartial, losses/row_partial.h), finish
+// them (the scale choice, RowStats), value and coefficients (row_finish.h),
+// write the gradient. The block ops (cpu/row_statistics.cpp) run the same
+// passes on a block of a row's columns.
+
+// A row, or a block of a row's columns, as the passes read it.
+template <typename scalar_t, typename acc_t>
+struct CpuRow {
+  const scalar_t* input;  // the first logit
+  scalar_t* grad;         // the first gradient element, or nullptr
+  const acc_t* weight;    // the class weights, the dense coefficient row, or nullptr (all ones)
+  int64_t columns;        // how many logits
+  int64_t first_class;    // the class of input[0]: 0 but for a block
+  // The target's column here, -1 when it is in another block. Dense rows have
+  // none: 0 in the first block, so that max-other skips class 0 (as the CUDA driver).
+  int64_t target;
+
+  acc_t weight_at(int64_t j) const { return weight ? weight[j] : acc_t(1); }
+  // The column the element sum leaves out (RowStats::element_sum), -1 for none.
+  template <typename Loss>
+  int64_t element_sum_excluded() const {
+    return (Loss::kNeeds & kDenseTarget) != 0 ? -1 : target;
+  }
+};
+
+// The first class of the W-wide vector holding column `column` (-1 for
+// none), for the vector loops' test of whether a vector holds it.
+template <int64_t W>
+inline int64_t vector_start_of(int64_t column) {
+  return column >= 0 ? column - column % W : -1;
+}
+
+// Pass 1 of a softmax loss, the one read of the row from memory (later passes
+// find it in cache): its max and, for a scaled softmax, its min over the
+// logits above -inf (row_partial.h).
+template <typename Partial, typename scalar_t, typename acc_t>
+void gather_extremes(const CpuRow<scalar_t, acc_t>& r, Partial& p) {
   using L = Lane<acc_t>;
   using V = typename L::type;
   constexpr int64_t W = L::kWidth;
-  s.target_logit = static_cast<acc_t>(in[target]);
-  const auto coeffs = Loss::coefficients(s, params, reduction, upstream);
+  constexpr int kUnroll = 4;
+  const int64_t vector_end = r.columns - r.columns % W;
+  const int64_t tail = r.columns - vector_end;
+  const auto larger = [](V a, V b) { return unordered_maximum(a, b); };
+  const auto smaller = [](V a, V b) { return where(b < a, b, a); };  // NaN b is passed over
+  Accumulators<kUnroll, V> row_max(V(-infinity<acc_t>()));
+  Accumulators<kUnroll, V> row_min(V(infinity<acc_t>()));
+  const auto take = [&](V x, auto k) {
+    row_max.lanes[k] = unordered_maximum(row_max.lanes[k], x);
+    if constexpr (Partial::kScaled) {
+      const V above_minus_inf = where(x < V(std::numeric_limits<acc_t>::lowest()), V(infinity<acc_t>()), x);
+      row_min.lanes[k] = smaller(row_min.lanes[k], above_minus_inf);
+    }
+  };
+  for_each_vector<kUnroll>(vector_end, W, [&](int64_t j, auto k) { take(L::load_converted(r.input + j), k); });
+  if (tail > 0) {
+    take(L::load_partial(r.input + vector_end, tail, -infinity<acc_t>()), std::integral_constant<int, 0>{});
+  }
+  p.max_logit = L::reduce_max(row_max.combined(larger));
+  if constexpr (Partial::kScaled) p.min_logit = -L::reduce_max(-row_min.combined(smaller));
+}
+
+// Pass 1 of a kElementSum loss: the sum of the loss's element values, the
+// target's left out (RowStats::element_sum).
+template <typename Loss, typename Partial, typename scalar_t, typename acc_t>
+void gather_element_sum(const CpuRow<scalar_t, acc_t>& r, Partial& p, const typename Loss::Params& params) {
+  using L = Lane<acc_t>;
+  using V = typename L::type;
+  constexpr int64_t W = L::kWidth;
+  constexpr int kUnroll = 4;
+  const int64_t vector_end = r.columns - r.columns % W;
+  const int64_t tail = r.columns - vector_end;
+  const int64_t excluded = r.template element_sum_excluded<Loss>();
+  const int64_t excluded_block = vector_start_of<W>(excluded);
+  Accumulators<kUnroll, V> sum(V(acc_t(0)));
+  for_each_vector<kUnroll>(vector_end, W, [&](int64_t j, auto k) {
+    V term = Loss::element_value(L::load_converted(r.input + j), params);
+    if (j == excluded_block) term = L::with_lane_zeroed(term, excluded - j);
+    sum.lanes[k] = sum.lanes[k] + term;
+  });
+  if (tail > 0) {
+    V term = L::keep_first(tail, Loss::element_value(L::load_partial(r.input + vector_end, tail, acc_t(0)), params),
+                           acc_t(0));
+    if (vector_end == excluded_block) term = L::with_lane_zeroed(term, excluded - vector_end);
+    sum.lanes[0] = sum.lanes[0] + term;
+  }
+  p.element_sum = L::reduce_sum(sum.combined([](V a, V b) { return a + b; }));
+}
+
+// The largest logit among the other classes, a vector max with the target's
+// lane set to -inf (the row is in cache after pass 1), then its first index by
+// a scan that stops there; -inf and no index when the target is the only
+// class. NaN propagates, as amax in the reference (which then takes the larger
+// scale of the two-scale loss): a NaN among the other logits is the max, at
+// the first NaN's index. The index is the class (first_class + column).
+template <typename Partial, typename scalar_t, typename acc_t>
+void gather_max_other(const CpuRow<scalar_t, acc_t>& r, Partial& p) {
+  using L = Lane<acc_t>;
+  using V = typename L::type;
+  constexpr int64_t W = L::kWidth;
+  constexpr int kUnroll = 4;
+  const int64_t vector_end = r.columns - r.columns % W;
+  const int64_t tail = r.columns - vector_end;
+  const int64_t target = r.target;
+  const int64_t target_block = vector_start_of<W>(target);
+  const auto propagating_larger = [](V a, V b) { return maximum(a, b); };
+  Accumulators<kUnroll, V> other_max(V(-infinity<acc_t>()));
+  for_each_vector<kUnroll>(vector_end, W, [&](int64_t j, auto k) {
+    V x = L::load_converted(r.input + j);
+    if (j == target_block) x = L::with_lane_replaced(x, target - j, -infinity<acc_t>());
+    other_max.lanes[k] = maximum(other_max.lanes[k], x);
+  });
+  if (tail > 0) {
+    V x = L::load_partial(r.input + vector_end, tail, -infinity<acc_t>());
+    if (vector_end == target_block) x = L::with_lane_replaced(x, target - vector_end, -infinity<acc_t>());
+    other_max.lanes[0] = maximum(other_max.lanes[0], x);
+  }
+  const acc_t best = L::reduce_max(other_max.combined(propagating_larger));
+  const bool best_is_nan = best != best;
+  int64_t best_index = -1;
+  for (int64_t j = 0; j < r.columns; ++j) {
+    const acc_t x = static_cast<acc_t>(r.input[j]);
+    if (j != target && (best_is_nan ? x != x : x == best)) {
+      best_index = r.first_class + j;
+      break;
+    }
+  }
+  p.max_other_logit = best;
+  p.max_other_index = best_index;
+}
+
+// Pass 1 with what follows it in cache: every statistic but the exp sums.
+template <typename Loss, typename Partial, typename scalar_t, typename acc_t>
+void gather_first_pass(const CpuRow<scalar_t, acc_t>& r, Partial& p, const typename Loss::Params& params) {
+  if constexpr (Partial::kTracksMax) gather_extremes(r, p);
+  if constexpr (Partial::kElements) gather_element_sum<Loss>(r, p, params);
+  if constexpr (Partial::kOther) gather_max_other(r, p);
+}
+
+// Pass 2 of a softmax loss, over the row in cache: with e = exp(s (o - ref))
+// (row_partial.h: s = 1 but for kScaledSoftmax, whose -inf logits have e = 0),
+// the sums of e, e^2 and e (o - ref) into slot `slot` of p, and with
+// kWeightedSums the sum of w (o - m), m = p.max_logit (and for dense rows sum
+// w). With kStoreExp, e goes to e_row for the gradient pass. Meanwhile
+// next_row (unless nullptr) is prefetched into L2, one vector's worth of bytes
+// per vector of this row, so all of it by the end: passes 2 and 3 work from
+// cache and leave DRAM idle, and the next row's pass 1 then reads from L2
+// instead of waiting on DRAM.
+template <typename Loss, bool kStoreExp, bool kWeightedSums, typename Partial, typename scalar_t, typename acc_t>
+void gather_exp_sums(const CpuRow<scalar_t, acc_t>& r, Partial& p, int slot, acc_t scale, acc_t reference,
+                     acc_t* e_row, const char* next_row) {
+  using L = Lane<acc_t>;
+  using V = typename L::type;
+  constexpr unsigned kNeeds = Loss::kNeeds;
+  constexpr bool kScaled = Partial::kScaled;
+  constexpr bool kDense = Partial::kDense;
+  constexpr int64_t W = L::kWidth;
+  constexpr int kExpUnroll = 2;  // exp is the bottleneck here; two chains hide the add latency
+  const int64_t vector_end = r.columns - r.columns % W;
+  const int64_t tail = r.columns - vector_end;
+  const acc_t* w = r.weight;
+  const V ref(reference);
+  const V max_logit(p.max_logit);
+  const V s(scale);
+  const V lowest(std::numeric_limits<acc_t>::lowest());
+  Accumulators<kExpUnroll, V> sum_e(V(acc_t(0))), sum_e2(V(acc_t(0))), sum_wx(V(acc_t(0))), sum_w(V(acc_t(0))),
+      sum_ex(V(acc_t(0)));
+  // One vector of the pass into accumulator k; `count` < W only for the
+  // tail, whose padding lanes (logit -inf) are kept out of every sum.
+  const auto exp_step = [&](int64_t j, int64_t count, auto k) {
+    const bool partial = count < W;
+    const V logits = partial ? L::load_partial(r.input + j, count, -infinity<acc_t>()) : L::load_converted(r.input + j);
+    const V shifted = logits - ref;
+    V e;
+    if constexpr (kScaled) {
+      // s (o - ref) <= 0 by the choice of ref, but for the excluded -inf logits.
+      e = where(logits < lowest, V(acc_t(0)), exponential_nonpositive(s * shifted));
+    } else {
+      e = exponential_nonpositive(shifted);  // o - max <= 0 (or NaN) takes the cheaper exp
+    }
+    if (partial) e = L::keep_first(count, e, acc_t(0));  // a row of -inf or +inf has NaN padding
+    if constexpr (kStoreExp) L::store(e_row + j, e);
+    sum_e.lanes[k] = sum_e.lanes[k] + e;
+    if constexpr ((kNeeds & kSumExpSquared) != 0) sum_e2.lanes[k] = sum_e2.lanes[k] + e * e;
+    // An infinite o - ref where e = 0 (o = -inf; o = +inf with s < 0) is
+    // taken at its limit, e (o - ref) = 0: o - ref is clamped to the finite range.
+    if constexpr ((kNeeds & kExpWeightedLogitSum) != 0) {
+      V finite_shift = maximum(shifted, lowest);
+      if constexpr (kScaled) finite_shift = where(finite_shift > -lowest, -lowest, finite_shift);
+      sum_ex.lanes[k] = sum_ex.lanes[k] + e * finite_shift;
+    }
+    if constexpr (kWeightedSums && (kNeeds & kSmoothingSum) != 0) {
+      const V wj = w ? (partial ? L::load_partial(w + j, count, acc_t(0)) : L::load(w + j)) : V(acc_t(1));
+      const V weighted = wj * (kScaled ? logits - max_logit : shifted);  // unscaled: ref is the max
+      sum_wx.lanes[k] = sum_wx.lanes[k] + (partial ? L::keep_first(count, weighted, acc_t(0)) : weighted);
+      if constexpr (kDense) sum_w.lanes[k] = sum_w.lanes[k] + wj;  // padding loads 0
+    }
+  };
+  for_each_vector<kExpUnroll>(vector_end, W, [&](int64_t j, auto k) {
+    if (next_row) __builtin_prefetch(next_row + j * sizeof(scalar_t), /*read*/ 0, /*into L2*/ 2);
+    exp_step(j, W, k);
+  });
+  if (tail > 0) exp_step(vector_end, tail, std::integral_constant<int, 0>{});
+  const auto add = [](V a, V b) { return a + b; };
+  p.sum_exp[slot] = L::reduce_sum(sum_e.combined(add));
+  p.sum_exp_squared[slot] = L::reduce_sum(sum_e2.combined(add));
+  p.exp_weighted_sum[slot] = L::reduce_sum(sum_ex.combined(add));
+  if constexpr (kWeightedSums) {
+    p.weighted_logit_sum = L::reduce_sum(sum_wx.combined(add));
+    if constexpr (kDense) p.weight_total = L::reduce_sum(sum_w.combined(add));
+  }
+}
+
+// The gradient pass: dl/do for the row's columns, written once in the input's
+// dtype, element_gradient vector by vector and gradient_at() at the target
+// and the special element (row_finish.h). z_vector(j, count) gives z_j ...
+// z_{j+count-1} in its first lanes (row_loss.h: e_j for softmax losses, the
+// logit otherwise) and z_at(j) one of them; the target's and the special
+// element's are read before the row is written, so the gradient may alias the
+// input (each vector's logits are read before its gradient is written).
+// global_target is the row's target class.
+template <typename Loss, typename scalar_t, typename acc_t, typename ZVector, typename ZAt>
+void write_gradient(const CpuRow<scalar_t, acc_t>& r, const RowGradient<Loss, acc_t>& g, int64_t global_target,
+                    bool stream, ZVector&& z_vector, ZAt&& z_at) {
+  using L = Lane<acc_t>;
+  using V = typename L::type;
+  constexpr int64_t W = L::kWidth;
+  const bool has_target = (Loss::kNeeds & kDenseTarget) == 0 && r.target >= 0;
+  const int64_t special = g.special_index - r.first_class;
+  const bool has_special = g.special_index >= 0 && special >= 0 && special < r.columns;
+  const acc_t z_target = has_target ? z_at(r.target) : acc_t(0);
+  const acc_t z_special = has_special ? z_at(special) : acc_t(0);
+  const acc_t* w = r.weight;
+  write_row<L>(r.grad, r.columns, stream, [&](int64_t j, int64_t count) {
+    const V wj = w ? (count == W ? L::load(w + j) : L::load_partial(w + j, count, acc_t(0))) : V(acc_t(1));
+    return Loss::template element_gradient<V, acc_t>(z_vector(j, count), wj, g.coefficients);
+  });
+  if (has_target) {
+    r.grad[r.target] = static_cast<scalar_t>(
+        gradient_at<Loss>(global_target, z_target, r.weight_at(r.target), global_target, g));
+  }
+  if (has_special) {
+    r.grad[special] = static_cast<scalar_t>(
+        gradient_at<Loss>(g.special_index, z_special, r.weight_at(special), global_target, g));
+  }
+}
+
+// One row of a kElementwiseGradient loss (row_loss.h) in a single pass: each
+// logit is read once and its gradient written at once, the target's last.
+// The target's logit is read before the pass (open_row), so grad may alias
+// the input. Fills s.element_sum; returns the row's value().
+template <typename Loss, typename scalar_t, typename acc_t>
+acc_t run_elementwise_gradient_row(const CpuRow<scalar_t, acc_t>& r, bool stream, RowStats<acc_t>& s,
+                                   const typename Loss::Params& params, const ReductionInfo<acc_t>& reduction,
+                                   acc_t upstream, acc_t* row_param_grads) {
+  using L = Lane<acc_t>;
+  using V = typename L::type;
+  constexpr int64_t W = L::kWidth;
+  const int64_t target = r.target;
+  const auto g = row_gradient<Loss>(s, params, reduction, upstream, row_param_grads);
   V sum(acc_t(0));
-  write_row<L>(grad, C, stream, [&](int64_t j, int64_t count) {
-    const V wj = w ? L::load_partial(w + j, count, acc_t(0)) : V(acc_t(1));
+  write_row<L>(r.grad, r.columns, stream, [&](int64_t j, int64_t count) {
+    const V wj = r.weight ? L::load_partial(r.weight + j, count, acc_t(0)) : V(acc_t(1));
     V gradient;
-    V term = Loss::template element_value_and_gradient<V, acc_t>(L::load_partial(in + j, count, acc_t(0)), wj,
-                                                                  coeffs, gradient);
+    V term = Loss::template element_value_and_gradient<V, acc_t>(L::load_partial(r.input + j, count, acc_t(0)), wj,
+                                                                  g.coefficients, gradient);
     // The target's lane, if it is in this vector (unsigned: j > target wraps to a huge value).
     if (static_cast<uint64_t>(target - j) < static_cast<uint64_t>(W)) term = L::with_lane_zeroed(term, target - j);
     sum = sum + (count == W ? term : L::keep_first(count, term, acc_t(0)));
     return gradient;
   });
   s.element_sum = L::reduce_sum(sum);
-  grad[target] = static_cast<scalar_t>(Loss::target_gradient(s.target_logit, s.target_weight, coeffs));
+  r.grad[target] = static_cast<scalar_t>(gradient_at<Loss>(target, s.target_logit, s.target_weight, target, g));
   return Loss::value(s, params, reduction);
+}
+
+// Row `row` of a call before it is read: where it is, its target, and the
+// statistics that come from there (target logit and weight, class weight
+// total, the tensor params). Ignored rows (target == ignore_index) are
+// finished here: they contribute nothing and get a zero gradient
+// (F.nll_loss); their row_param_grads stay as the op allocated them, zero.
+template <typename scalar_t, typename acc_t>
+struct OpenedRow {
+  CpuRow<scalar_t, acc_t> row;
+  RowStats<acc_t> stats;
+  acc_t upstream;
+  bool ignored;
+};
+
+template <typename Loss, typename scalar_t, typename acc_t, typename target_t>
+OpenedRow<scalar_t, acc_t> open_row(int64_t row, int64_t num_classes,
+                                    const RowLossPointers<scalar_t, acc_t, target_t>& ptr, acc_t class_weight_total,
+                                    int64_t ignore_index) {
+  constexpr bool kDense = (Loss::kNeeds & kDenseTarget) != 0;
+  const int64_t C = num_classes;
+  OpenedRow<scalar_t, acc_t> o;
+  CpuRow<scalar_t, acc_t>& r = o.row;
+  r.input = ptr.input + row * ptr.input_row_stride;
+  r.grad = ptr.grad_input ? ptr.grad_input + row * C : nullptr;
+  r.weight = kDense ? ptr.dense_coefficients + row * C : ptr.class_weight;
+  r.columns = C;
+  r.first_class = 0;
+  r.target = kDense ? 0 : static_cast<int64_t>(ptr.target[row]);
+  o.ignored = !kDense && r.target == ignore_index;
+  if (o.ignored) {
+    ptr.row_values[row] = acc_t(0);
+    if (r.grad) std::fill(r.grad, r.grad + C, scalar_t(0));
+    return o;
+  }
+  RowStats<acc_t>& s = o.stats;
+  s.num_classes = C;
+  s.tensor_params = ptr.tensor_params;
+  s.class_weight_total = class_weight_total;  // a dense row's is its own sum, from pass 2
+  if constexpr (!kDense) {
+    s.target_logit = static_cast<acc_t>(r.input[r.target]);
+    s.target_weight = r.weight_at(r.target);
+  }
+  o.upstream = ptr.upstream ? ptr.upstream[row * ptr.upstream_stride] : acc_t(1);
+  return o;
 }
 
 template <typename Loss, typename scalar_t, typename acc_t, typename target_t>
@@ -119,28 +415,19 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
               const RowLossPointers<scalar_t, acc_t, target_t>& ptr, const typename Loss::Params& params,
               const ReductionInfo<acc_t>& reduction, acc_t class_weight_total, int64_t ignore_index) {
   using L = Lane<acc_t>;
-  using V = typename L::type;
+  using Partial = RowPartial<Loss, acc_t>;
   constexpr unsigned kNeeds = Loss::kNeeds;
-  constexpr bool kDense = (kNeeds & kDenseTarget) != 0;
   constexpr bool kSoftmaxLoss = (kNeeds & kSoftmax) != 0;
   constexpr int kTensorParams = TensorParamCount<Loss>::value;
   static_assert((kNeeds & kElementwiseGradient) == 0 ||
                     ((kNeeds & kElementSum) != 0 && (kNeeds & (kSoftmax | kMaxOther | kDenseTarget)) == 0),
                 "kElementwiseGradient is for kElementSum losses without softmax, max-other or dense targets");
   constexpr int64_t W = L::kWidth;
-  constexpr int kUnroll = 4;
   const int64_t C = num_classes;
-  // Whole vectors up to vector_end; then the row's last `tail` classes (fewer
-  // than W) take one partial vector step (Lane::load_partial and keep_first),
-  // so a row shorter than a vector is one vector step, not C scalar ones.
-  const int64_t vector_end = C - C % W;
-  const int64_t tail = C - vector_end;
-  const auto add = [](V a, V b) { return a + b; };
-  const auto larger = [](V a, V b) { return unordered_maximum(a, b); };
 
-  // exp(o_j - m) of the current row, for the gradient pass (softmax losses),
-  // with a vector's room past the end: pass 3 loads whole vectors from any
-  // j < C (write_row's partial vectors at the row's ends).
+  // exp(s (o_j - m)) of the current row, for the gradient pass (softmax
+  // losses), with a vector's room past the end: the gradient pass loads whole
+  // vectors from any j < C (write_row's partial vectors at the row's ends).
   std::vector<acc_t> exp_row(kSoftmaxLoss ? static_cast<size_t>(C + W) : 0);
   acc_t* e_row = exp_row.data();
   // Pass 2 prefetches the next row when it and this row's buffers fit in L2
@@ -149,194 +436,45 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
   const bool prefetch_next_row = C * static_cast<int64_t>(sizeof(scalar_t)) <= kPrefetchRowBytes;
 
   for (int64_t row = row_begin; row < row_end; ++row) {
-    const scalar_t* in = ptr.input + row * ptr.input_row_stride;
-    scalar_t* grad = ptr.grad_input ? ptr.grad_input + row * C : nullptr;
-    int64_t target = 0;
-    if constexpr (!kDense) {
-      target = static_cast<int64_t>(ptr.target[row]);
-      if (target == ignore_index) {
-        // Ignored rows contribute nothing and get a zero gradient (F.nll_loss).
-        ptr.row_values[row] = acc_t(0);
-        if (grad) std::fill(grad, grad + C, scalar_t(0));
-        continue;
-      }
-    }
-    // Per-class weights for this row: the shared class weights, the dense
-    // coefficient row, or none (all ones).
-    const acc_t* w = kDense ? ptr.dense_coefficients + row * C : ptr.class_weight;
-
-    RowStats<acc_t> s;
-    s.num_classes = C;
-    s.target_weight = (!kDense && w) ? w[target] : acc_t(1);
-    s.class_weight_total = class_weight_total;
-    s.tensor_params = ptr.tensor_params;
-    const acc_t upstream = ptr.upstream ? ptr.upstream[row * ptr.upstream_stride] : acc_t(1);
+    OpenedRow<scalar_t, acc_t> opened = open_row<Loss>(row, C, ptr, class_weight_total, ignore_index);
+    if (opened.ignored) continue;
+    const CpuRow<scalar_t, acc_t>& r = opened.row;
+    RowStats<acc_t>& s = opened.stats;
+    acc_t* row_param_grads = kTensorParams > 0 && ptr.row_param_grads ? ptr.row_param_grads + row * kTensorParams
+                                                                      : nullptr;
     if constexpr ((kNeeds & kElementwiseGradient) != 0) {
-      if (grad) {
-        ptr.row_values[row] = run_elementwise_gradient_row<Loss>(in, grad, ptr.stream_gradient, w, target, C, s,
-                                                                 params, reduction, upstream);
+      if (r.grad) {
+        ptr.row_values[row] = run_elementwise_gradient_row<Loss>(r, ptr.stream_gradient, s, params, reduction,
+                                                                 opened.upstream, row_param_grads);
         continue;
       }
     }
-    if constexpr (!kDense) s.target_logit = static_cast<acc_t>(in[target]);
 
-    // Pass 1, the one read of the row from memory: its max, or the sum of the
-    // loss's element values, which leaves the target out (RowStats::element_sum).
-    // Later passes find the row in cache.
+    // Gather the statistics and finish them: pass 1, the scale (kScaledSoftmax), pass 2.
+    Partial partial = Partial::empty();
+    gather_first_pass<Loss>(r, partial, params);
+    partial.fill_statistics(s);
+    choose_logit_scale<Loss>(s, params, partial.min_logit);
     if constexpr (kSoftmaxLoss) {
-      Accumulators<kUnroll, V> row_max(V(-infinity<acc_t>()));
-      for_each_vector<kUnroll>(vector_end, W, [&](int64_t j, auto k) {
-        row_max.lanes[k] = unordered_maximum(row_max.lanes[k], L::load_converted(in + j));
-      });
-      if (tail > 0) {
-        row_max.lanes[0] =
-            unordered_maximum(row_max.lanes[0], L::load_partial(in + vector_end, tail, -infinity<acc_t>()));
-      }
-      s.max_logit = L::reduce_max(row_max.combined(larger));
-    }
-    if constexpr ((kNeeds & kElementSum) != 0) {
-      // The first class of the vector block holding the target; -1 when there
-      // is no target (dense losses).
-      const int64_t target_block = kDense ? -1 : target - target % W;
-      Accumulators<kUnroll, V> sum(V(acc_t(0)));
-      for_each_vector<kUnroll>(vector_end, W, [&](int64_t j, auto k) {
-        V term = Loss::element_value(L::load_converted(in + j), params);
-        if (j == target_block) term = L::with_lane_zeroed(term, target - j);
-        sum.lanes[k] = sum.lanes[k] + term;
-      });
-      if (tail > 0) {
-        V term = L::keep_first(tail, Loss::element_value(L::load_partial(in + vector_end, tail, acc_t(0)), params),
-                               acc_t(0));
-        if (vector_end == target_block) term = L::with_lane_zeroed(term, target - vector_end);
-        sum.lanes[0] = sum.lanes[0] + term;
-      }
-      s.element_sum = L::reduce_sum(sum.combined(add));
-    }
-
-    if constexpr ((kNeeds & kMaxOther) != 0) {
-      // The largest logit among the other classes, a vector max with the
-      // target's lane set to -inf (the row is in cache after pass 1), then its
-      // first index by a scan that stops there; -inf and no index when the
-      // target is the only class. NaN propagates, as amax in the reference
-      // (which then takes the larger scale of the two-scale loss): a NaN among
-      // the other logits is the max, at the first NaN's index.
-      const int64_t target_block = target - target % W;
-      const auto propagating_larger = [](V a, V b) { return maximum(a, b); };
-      Accumulators<kUnroll, V> other_max(V(-infinity<acc_t>()));
-      for_each_vector<kUnroll>(vector_end, W, [&](int64_t j, auto k) {
-        V x = L::load_converted(in + j);
-        if (j == target_block) x = L::with_lane_replaced(x, target - j, -infinity<acc_t>());
-        other_max.lanes[k] = maximum(other_max.lanes[k], x);
-      });
-      if (tail > 0) {
-        V x = L::load_partial(in + vector_end, tail, -infinity<acc_t>());
-        if (vector_end == target_block) x = L::with_lane_replaced(x, target - vector_end, -infinity<acc_t>());
-        other_max.lanes[0] = maximum(other_max.lanes[0], x);
-      }
-      const acc_t best = L::reduce_max(other_max.combined(propagating_larger));
-      const bool best_is_nan = best != best;
-      int64_t best_index = -1;
-      for (int64_t j = 0; j < C; ++j) {
-        const acc_t x = static_cast<acc_t>(in[j]);
-        if (j != target && (best_is_nan ? x != x : x == best)) {
-          best_index = j;
-          break;
-        }
-      }
-      s.max_other_logit = best;
-      s.max_other_index = best_index;
-    }
-
-    // Pass 2: e_j = exp(s (o_j - m)) (s = 1 but for kScaledSoftmax), kept for
-    // the gradient pass; the sums of e, e^2, e (o_j - m) and w_j (o_j - m).
-    // Meanwhile the next row is prefetched into L2, one vector's worth of
-    // bytes per vector of this row, so all of it by the end: passes 2 and 3
-    // work from cache and leave DRAM idle, and the next row's pass 1 then
-    // reads from L2 instead of waiting on DRAM.
-    if constexpr (kSoftmaxLoss) {
-      constexpr int kExpUnroll = 2;  // exp is the bottleneck here; two chains hide the add latency
-      if constexpr ((kNeeds & kScaledSoftmax) != 0) s.logit_scale = Loss::logit_scale(s, params);
-      const V m(s.max_logit);
-      const V scale(s.logit_scale);
-      Accumulators<kExpUnroll, V> sum_e(V(acc_t(0))), sum_e2(V(acc_t(0))), sum_wx(V(acc_t(0))),
-          sum_w(V(acc_t(0))), sum_ex(V(acc_t(0)));
       const char* next_row = prefetch_next_row && row + 1 < row_end
-                                 ? reinterpret_cast<const char*>(in + ptr.input_row_stride)
+                                 ? reinterpret_cast<const char*>(r.input + ptr.input_row_stride)
                                  : nullptr;
-      // One vector of the pass into accumulator k; `count` < W only for the
-      // tail, whose padding lanes (logit -inf) are kept out of every sum.
-      const auto exp_step = [&](int64_t j, int64_t count, auto k) {
-        const bool partial = count < W;
-        const V logits = partial ? L::load_partial(in + j, count, -infinity<acc_t>()) : L::load_converted(in + j);
-        const V shifted = logits - m;
-        // o - m <= 0 (or NaN) takes the cheaper exp; a scaled softmax's
-        // scale is a learnable parameter of any sign, so it keeps the general one.
-        V e = (kNeeds & kScaledSoftmax) != 0 ? exponential(scale * shifted) : exponential_nonpositive(shifted);
-        if (partial) e = L::keep_first(count, e, acc_t(0));  // a row of -inf or +inf has NaN padding
-        L::store(e_row + j, e);
-        sum_e.lanes[k] = sum_e.lanes[k] + e;
-        if constexpr ((kNeeds & kSumExpSquared) != 0) sum_e2.lanes[k] = sum_e2.lanes[k] + e * e;
-        // A -inf logit's term e (o - m) = 0 * -inf is taken at its limit, 0
-        // (e decays faster than o - m grows): shifted is raised to -FLT_MAX.
-        if constexpr ((kNeeds & kExpWeightedLogitSum) != 0) {
-          sum_ex.lanes[k] = sum_ex.lanes[k] + e * maximum(shifted, V(std::numeric_limits<acc_t>::lowest()));
-        }
-        if constexpr ((kNeeds & kSmoothingSum) != 0) {
-          const V wj = w ? (partial ? L::load_partial(w + j, count, acc_t(0)) : L::load(w + j)) : V(acc_t(1));
-          const V weighted = wj * shifted;
-          sum_wx.lanes[k] = sum_wx.lanes[k] + (partial ? L::keep_first(count, weighted, acc_t(0)) : weighted);
-          if constexpr (kDense) sum_w.lanes[k] = sum_w.lanes[k] + wj;  // padding loads 0
-        }
-      };
-      for_each_vector<kExpUnroll>(vector_end, W, [&](int64_t j, auto k) {
-        if (next_row) __builtin_prefetch(next_row + j * sizeof(scalar_t), /*read*/ 0, /*into L2*/ 2);
-        exp_step(j, W, k);
-      });
-      if (tail > 0) exp_step(vector_end, tail, std::integral_constant<int, 0>{});
-      const acc_t se = L::reduce_sum(sum_e.combined(add)), se2 = L::reduce_sum(sum_e2.combined(add));
-      const acc_t swx = L::reduce_sum(sum_wx.combined(add)), sw = L::reduce_sum(sum_w.combined(add));
-      const acc_t sex = L::reduce_sum(sum_ex.combined(add));
-      s.sum_exp = se;
-      s.sum_exp_squared = se2;
-      s.weighted_logit_sum = swx;
-      s.exp_weighted_logit_sum = sex;
-      if constexpr (kDense) s.class_weight_total = sw;
+      gather_exp_sums<Loss, /*kStoreExp*/ true, /*kWeightedSums*/ true>(r, partial, 0, s.logit_scale, s.max_logit,
+                                                                         e_row, next_row);
+      partial.fill_exp_sums(s);
     }
 
+    // Value and coefficients, then pass 3: the gradient. z_j is e_j for
+    // softmax losses and the logit otherwise.
     ptr.row_values[row] = Loss::value(s, params, reduction);
-    if (!grad) continue;
-
-    if constexpr (kTensorParams > 0) {
-      Loss::param_gradients(s, params, reduction, upstream, ptr.row_param_grads + row * kTensorParams);
-    }
-    // Pass 3: the gradient, written once in the input's dtype. z_j is e_j for
-    // softmax losses and the logit otherwise; reading the logit at j before
-    // writing the gradient at j keeps this right when grad aliases the input.
-    const auto coeffs = Loss::coefficients(s, params, reduction, upstream);
+    if (!r.grad) continue;
+    const auto g = row_gradient<Loss>(s, params, reduction, opened.upstream, row_param_grads);
     const auto z_vector = [&](int64_t j, int64_t count) {
       if constexpr (kSoftmaxLoss) return L::load(e_row + j);  // padded to a whole vector
-      return count == W ? L::load_converted(in + j) : L::load_partial(in + j, count, acc_t(0));
+      return count == W ? L::load_converted(r.input + j) : L::load_partial(r.input + j, count, acc_t(0));
     };
-    const auto z_scalar = [&](int64_t j) { return kSoftmaxLoss ? e_row[j] : static_cast<acc_t>(in[j]); };
-    const acc_t z_target = kDense ? acc_t(0) : z_scalar(target);
-    acc_t z_special = 0;
-    if constexpr ((kNeeds & kMaxOther) != 0) {
-      if (s.max_other_index >= 0) z_special = z_scalar(s.max_other_index);
-    }
-    write_row<L>(grad, C, ptr.stream_gradient, [&](int64_t j, int64_t count) {
-      const V wj = w ? (count == W ? L::load(w + j) : L::load_partial(w + j, count, acc_t(0))) : V(acc_t(1));
-      return Loss::template element_gradient<V, acc_t>(z_vector(j, count), wj, coeffs);
-    });
-    if constexpr (!kDense) {
-      grad[target] = static_cast<scalar_t>(Loss::target_gradient(z_target, s.target_weight, coeffs));
-    }
-    if constexpr ((kNeeds & kMaxOther) != 0) {
-      const int64_t k = s.max_other_index;
-      if (k >= 0 && coeffs.special_index_used) {
-        const acc_t wk = w ? w[k] : acc_t(1);
-        grad[k] = static_cast<scalar_t>(Loss::special_gradient(z_special, wk, coeffs));
-      }
-    }
+    const auto z_at = [&](int64_t j) { return kSoftmaxLoss ? e_row[j] : static_cast<acc_t>(r.input[j]); };
+    write_gradient<Loss>(r, g, r.target, ptr.stream_gradient, z_vector, z_at);
   }
   if (ptr.stream_gradient) streaming_fence();  // before at::parallel_for reports this chunk done
 }

@@ -16,7 +16,10 @@
 // the reduction's denominator is read from device memory inside the kernel.
 // The gradient may be written over the logits (<loss>_forward_out): every
 // element is read and written by the same thread, and the group's barrier
-// orders pass 1's reads before pass 2's writes.
+// orders pass 1's reads before pass 2's writes. The threads' partial
+// statistics and their combination are csrc/losses/row_partial.h's, the
+// per-row finishing step (value, coefficients, which gradient an element
+// takes) csrc/losses/row_finish.h's, shared with the CPU driver.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -33,7 +36,9 @@
 
 #include "common/accumulation.h"
 #include "cuda/reductions.cuh"
+#include "losses/row_finish.h"
 #include "losses/row_loss.h"
+#include "losses/row_partial.h"
 #include "ops/row_loss_op.h"
 
 namespace lossext {
@@ -58,18 +63,6 @@ inline int block_threads_for(int64_t classes) {
   if (classes <= 16384) return 256;
   return kMaxBlockThreads;
 }
-
-// exp in the accumulation type: the hardware approximation for float (a few
-// ulp, against results rounded to the input's dtype), the exact one for double.
-// (The host branch serves the host simulation of the kernels in tests/.)
-LOSSEXT_HOST_DEVICE float device_exp(float x) {
-#ifdef __CUDA_ARCH__
-  return __expf(x);
-#else
-  return ::expf(x);
-#endif
-}
-LOSSEXT_HOST_DEVICE double device_exp(double x) { return ::exp(x); }
 
 // K consecutive elements of a row. Aligned to its size so a Chunk of 16 bytes
 // is one 128-bit load or store.
@@ -130,249 +123,50 @@ LOSSEXT_HOST_DEVICE Chunk<acc_t, K> load_weights(const acc_t* weight, int64_t j)
   return w;
 }
 
-// What one pass over a row gathers. A loss's statistics come from one pass
-// (kEverything), except with kScaledSoftmax, whose scale s depends on other
-// statistics (the two-scale loss's margin): then a first pass gathers those
-// (kWithoutExpSums) and a second the sums of exp(s (o - m)), with the row's
-// max m and s known (kExpSums).
-enum class Gather { kEverything, kWithoutExpSums, kExpSums };
-
-// One thread's share of a row's statistics (the fields Loss::kNeeds asks
-// for), combinable in any order; trivially constructible so an array of them
-// can live in shared memory.
-//
-// The exp sums are kept relative to the running max m of the elements seen so
-// far and rebased when m grows to m' (online softmax, Milakov & Gimelshein
-// 2018), with e = exp(s (o - m)) and r = exp(s (m - m')):
-//   sum e' = r sum e,   sum e'^2 = r^2 sum e^2,   sum w (o-m') = sum w (o-m) - (m'-m) sum w,
-//   sum e' (o-m') = r (sum e (o-m) - (m'-m) sum e).
-// Elements o = -inf are kept out of these sums (they add 0 to the exp sums,
-// w * -inf to the weighted sum and 0 * -inf = NaN to the exp-weighted sum,
-// whatever m is, as in the CPU driver), so that a thread whose elements so far
-// are all -inf has empty sums and rebasing never computes -inf - -inf. The
-// CPU driver's results for rows whose max is not finite (exp(o_j - m) is NaN
-// at the max) are restored in fill_exp_sums().
-template <class Loss, typename acc_t>
-struct RowPartial {
-  static constexpr unsigned kNeeds = Loss::kNeeds;
-  static constexpr bool kSoftmaxSums = (kNeeds & kSoftmax) != 0;
-  static constexpr bool kSquaredSum = (kNeeds & kSumExpSquared) != 0;
-  static constexpr bool kSmoothing = (kNeeds & kSmoothingSum) != 0;
-  static constexpr bool kExpWeighted = (kNeeds & kExpWeightedLogitSum) != 0;
-  static constexpr bool kDense = (kNeeds & kDenseTarget) != 0;
-  static constexpr bool kElements = (kNeeds & kElementSum) != 0;
-  static constexpr bool kOther = (kNeeds & kMaxOther) != 0;
-  // kSmoothingSum is relative to the max too.
-  static constexpr bool kTracksMax = kSoftmaxSums || kSmoothing;
-
-  acc_t max_logit;                    // m over the elements seen (NaN-propagating)
-  acc_t sum_exp;                      // sum e over o != -inf
-  acc_t sum_exp_squared;              // sum e^2 over o != -inf
-  acc_t shifted_weighted_sum;         // sum w (o-m) over o != -inf
-  acc_t shifted_weight;               // sum w over o != -inf, to rebase the line above
-  acc_t exp_weighted_sum;             // sum e (o-m) over o != -inf (e (o-m) -> 0 as o -> -inf)
-  acc_t minus_inf_weighted_sum;       // sum w * o over o == -inf
-  acc_t weight_total;                 // sum w over all elements (dense rows' class_weight_total)
-  acc_t element_sum;                  // sum_{j != t} Loss::element_value(o_j)
-  acc_t max_other_logit;              // best candidate for max_{j != t} o_j ...
-  int64_t max_other_index;            // ... and its index, -1 while there is none
-
-  // Nothing gathered yet, with the exp sums relative to max_logit (-inf for
-  // a pass that finds the max itself, the row's max for Gather::kExpSums).
-  LOSSEXT_HOST_DEVICE static RowPartial empty(acc_t max_logit = -infinity<acc_t>()) {
-    RowPartial p;
-    p.max_logit = max_logit;
-    p.sum_exp = p.sum_exp_squared = p.shifted_weighted_sum = p.shifted_weight = p.exp_weighted_sum = acc_t(0);
-    p.minus_inf_weighted_sum = p.weight_total = p.element_sum = acc_t(0);
-    p.max_other_logit = -infinity<acc_t>();
-    p.max_other_index = -1;
-    return p;
-  }
-
-  // Whether candidate (value, index) for the max-other logit beats (best,
-  // best_index). As the CPU driver (and amax in the reference), a NaN among
-  // the other logits makes the max NaN, at the first NaN's index; otherwise
-  // the lowest index of the largest value wins. The order is total, so any
-  // combination order gives the same answer.
-  LOSSEXT_HOST_DEVICE static bool beats(acc_t value, int64_t index, acc_t best, int64_t best_index) {
-    if (best_index < 0) return true;
-    const bool value_is_nan = value != value, best_is_nan = best != best;
-    if (value_is_nan != best_is_nan) return value_is_nan;
-    if (value_is_nan) return index < best_index;
-    return value > best || (value == best && index < best_index);
-  }
-
-  // Moves the running sums to a max of new_max >= max_logit (formulas above;
-  // `scale` is s). A running max of -inf means only -inf elements were seen:
-  // the sums are still empty and only the max moves.
-  LOSSEXT_HOST_DEVICE void rebase(acc_t new_max, acc_t scale) {
-    if (max_logit != -infinity<acc_t>() && new_max > max_logit) {
-      const acc_t shift = new_max - max_logit;
-      const acc_t factor = device_exp(-scale * shift);
-      exp_weighted_sum = factor * (exp_weighted_sum - shift * sum_exp);
-      sum_exp *= factor;
-      sum_exp_squared *= factor * factor;
-      shifted_weighted_sum -= shift * shifted_weight;
-    }
-    max_logit = new_max;
-  }
-
-  // Adds the chunk o_j ... o_{j+K-1} with class weights w to what kGather
-  // gathers; `scale` is the softmax's s (1 but for kScaledSoftmax).
-  // excluded_index is the target (the index max-other skips).
-  template <Gather kGather, int K>
-  LOSSEXT_HOST_DEVICE void add(int64_t j, const Chunk<acc_t, K>& o, const Chunk<acc_t, K>& w, acc_t scale,
-                               int64_t excluded_index, const typename Loss::Params& params) {
-    if constexpr (kTracksMax && kGather != Gather::kExpSums) {
-      acc_t chunk_max = o.v[0];
+// The partial of lane (this lane ^ lane_mask), for the warp's butterfly: the
+// fields Partial::kNeeds asks for (row_partial.h), the others left as they are.
+template <class Partial>
+__device__ __forceinline__ Partial shuffle_xor(const Partial& mine, int lane_mask) {
+  constexpr unsigned kAllLanes = 0xffffffffu;
+  Partial p = mine;
+  if constexpr (Partial::kTracksMax) p.max_logit = __shfl_xor_sync(kAllLanes, mine.max_logit, lane_mask);
+  if constexpr (Partial::kScaled) p.min_logit = __shfl_xor_sync(kAllLanes, mine.min_logit, lane_mask);
 #pragma unroll
-      for (int k = 1; k < K; ++k) chunk_max = maximum(chunk_max, o.v[k]);
-      if constexpr (kGather == Gather::kEverything) {
-        rebase(maximum(max_logit, chunk_max), scale);
-      } else {
-        max_logit = maximum(max_logit, chunk_max);
-      }
+  for (int k = 0; k < Partial::kNumScales; ++k) {
+    if constexpr (Partial::kSoftmaxSums) p.sum_exp[k] = __shfl_xor_sync(kAllLanes, mine.sum_exp[k], lane_mask);
+    if constexpr (Partial::kSquaredSum) {
+      p.sum_exp_squared[k] = __shfl_xor_sync(kAllLanes, mine.sum_exp_squared[k], lane_mask);
     }
-    if constexpr (kTracksMax && kGather != Gather::kWithoutExpSums) {
-#pragma unroll
-      for (int k = 0; k < K; ++k) {
-        if (o.v[k] == -infinity<acc_t>()) {
-          if constexpr (kSmoothing) minus_inf_weighted_sum += w.v[k] * o.v[k];
-        } else {
-          const acc_t shifted = o.v[k] - max_logit;
-          if constexpr (kSoftmaxSums) {
-            const acc_t e = device_exp(scale * shifted);
-            sum_exp += e;
-            if constexpr (kSquaredSum) sum_exp_squared += e * e;
-            if constexpr (kExpWeighted) exp_weighted_sum += e * shifted;
-          }
-          if constexpr (kSmoothing) {
-            shifted_weighted_sum += w.v[k] * shifted;
-            shifted_weight += w.v[k];
-          }
-        }
-        if constexpr (kSmoothing && kDense) weight_total += w.v[k];
-      }
-    }
-    if constexpr (kElements && kGather != Gather::kExpSums) {
-#pragma unroll
-      for (int k = 0; k < K; ++k) {
-        // RowStats::element_sum leaves the target out (row_loss.h); dense rows
-        // have none (their excluded_index 0 is only max-other's).
-        if (kDense || j + k != excluded_index) element_sum += Loss::element_value(o.v[k], params);
-      }
-    }
-    if constexpr (kOther && kGather != Gather::kExpSums) {
-#pragma unroll
-      for (int k = 0; k < K; ++k) {
-        const int64_t index = j + k;
-        if (index != excluded_index && beats(o.v[k], index, max_other_logit, max_other_index)) {
-          max_other_logit = o.v[k];
-          max_other_index = index;
-        }
-      }
+    if constexpr (Partial::kExpWeighted) {
+      p.exp_weighted_sum[k] = __shfl_xor_sync(kAllLanes, mine.exp_weighted_sum[k], lane_mask);
     }
   }
-
-  // Adds `other`'s exp sums, rebased from its max to this one's. Only the
-  // one-pass gathering (s = 1) has partials with different maxima; with
-  // kScaledSoftmax every partial of the exp sums starts at the row's max.
-  LOSSEXT_HOST_DEVICE void add_rebased_sums(const RowPartial& other) {
-    if (other.max_logit == -infinity<acc_t>()) return;  // its sums are empty
-    const acc_t shift = max_logit - other.max_logit;
-    const acc_t factor = device_exp(-shift);
-    if constexpr (kSoftmaxSums) sum_exp += other.sum_exp * factor;
-    if constexpr (kSquaredSum) sum_exp_squared += other.sum_exp_squared * (factor * factor);
-    if constexpr (kExpWeighted) exp_weighted_sum += factor * (other.exp_weighted_sum - shift * other.sum_exp);
-    if constexpr (kSmoothing) {
-      shifted_weighted_sum += other.shifted_weighted_sum - shift * other.shifted_weight;
-      shifted_weight += other.shifted_weight;
-    }
+  if constexpr (Partial::kSmoothing) {
+    p.weighted_logit_sum = __shfl_xor_sync(kAllLanes, mine.weighted_logit_sum, lane_mask);
+    p.weight_total = __shfl_xor_sync(kAllLanes, mine.weight_total, lane_mask);
   }
-
-  // Symmetric in a and b, so every lane of a butterfly reduction ends with
-  // the same max and max-other index (comparisons only), and with the same
-  // sums up to the rounding of a contracted multiply-add.
-  LOSSEXT_HOST_DEVICE static RowPartial combine(const RowPartial& a, const RowPartial& b) {
-    RowPartial r = empty();
-    if constexpr (kTracksMax) {
-      r.max_logit = maximum(a.max_logit, b.max_logit);
-      r.add_rebased_sums(a);
-      r.add_rebased_sums(b);
-      if constexpr (kSmoothing) r.minus_inf_weighted_sum = a.minus_inf_weighted_sum + b.minus_inf_weighted_sum;
-      if constexpr (kSmoothing && kDense) r.weight_total = a.weight_total + b.weight_total;
-    }
-    if constexpr (kElements) r.element_sum = a.element_sum + b.element_sum;
-    if constexpr (kOther) {
-      const bool take_a = a.max_other_index >= 0 &&
-                          beats(a.max_other_logit, a.max_other_index, b.max_other_logit, b.max_other_index);
-      r.max_other_logit = take_a ? a.max_other_logit : b.max_other_logit;
-      r.max_other_index = take_a ? a.max_other_index : b.max_other_index;
-    }
-    return r;
+  if constexpr (Partial::kElements) p.element_sum = __shfl_xor_sync(kAllLanes, mine.element_sum, lane_mask);
+  if constexpr (Partial::kOther) {
+    p.max_other_logit = __shfl_xor_sync(kAllLanes, mine.max_other_logit, lane_mask);
+    p.max_other_index = __shfl_xor_sync(kAllLanes, mine.max_other_index, lane_mask);
   }
+  return p;
+}
 
-  // This partial of lane (this lane ^ lane_mask), for ShufflePartials.
-  __device__ __forceinline__ RowPartial shuffle_xor(int lane_mask) const {
-    RowPartial p = *this;
-    if constexpr (kTracksMax) p.max_logit = __shfl_xor_sync(kAllLanes, max_logit, lane_mask);
-    if constexpr (kSoftmaxSums) p.sum_exp = __shfl_xor_sync(kAllLanes, sum_exp, lane_mask);
-    if constexpr (kSquaredSum) p.sum_exp_squared = __shfl_xor_sync(kAllLanes, sum_exp_squared, lane_mask);
-    if constexpr (kSmoothing) {
-      p.shifted_weighted_sum = __shfl_xor_sync(kAllLanes, shifted_weighted_sum, lane_mask);
-      p.shifted_weight = __shfl_xor_sync(kAllLanes, shifted_weight, lane_mask);
-      p.minus_inf_weighted_sum = __shfl_xor_sync(kAllLanes, minus_inf_weighted_sum, lane_mask);
-      if constexpr (kDense) p.weight_total = __shfl_xor_sync(kAllLanes, weight_total, lane_mask);
-    }
-    if constexpr (kExpWeighted) p.exp_weighted_sum = __shfl_xor_sync(kAllLanes, exp_weighted_sum, lane_mask);
-    if constexpr (kElements) p.element_sum = __shfl_xor_sync(kAllLanes, element_sum, lane_mask);
-    if constexpr (kOther) {
-      p.max_other_logit = __shfl_xor_sync(kAllLanes, max_other_logit, lane_mask);
-      p.max_other_index = __shfl_xor_sync(kAllLanes, max_other_index, lane_mask);
-    }
-    return p;
-  }
-
-  // The statistics that need no exponential: the row's max, element sum and
-  // max-other logit.
-  LOSSEXT_HOST_DEVICE void fill_statistics(RowStats<acc_t>& s) const {
-    if constexpr (kTracksMax) s.max_logit = max_logit;
-    if constexpr (kElements) s.element_sum = element_sum;
-    if constexpr (kOther) {
-      s.max_other_logit = max_other_logit;
-      s.max_other_index = max_other_index;
-    }
-  }
-
-  // The sums relative to the row's max s.max_logit. When that max is +inf,
-  // -inf or NaN, exp(o_j - m) is NaN for the maximal elements, so the CPU
-  // driver's sums are NaN; the same is returned here.
-  LOSSEXT_HOST_DEVICE void fill_exp_sums(RowStats<acc_t>& s) const {
-    if constexpr (kTracksMax) {
-      const bool finite_max = s.max_logit - s.max_logit == acc_t(0);  // false for +-inf and NaN
-      const acc_t nan = std::numeric_limits<acc_t>::quiet_NaN();
-      if constexpr (kSoftmaxSums) s.sum_exp = finite_max ? sum_exp : nan;
-      if constexpr (kSquaredSum) s.sum_exp_squared = finite_max ? sum_exp_squared : nan;
-      if constexpr (kExpWeighted) s.exp_weighted_logit_sum = finite_max ? exp_weighted_sum : nan;
-      if constexpr (kSmoothing) {
-        s.weighted_logit_sum = finite_max ? shifted_weighted_sum + minus_inf_weighted_sum : nan;
-        if constexpr (kDense) s.class_weight_total = weight_total;
-      }
-    }
-  }
-};
-
-// How cuda/reductions.cuh combines and exchanges threads' partials of a row.
+// How cuda/reductions.cuh combines and exchanges threads' partials of a row:
+// combine() needs the logit scales the partials' exp sums are for (row_partial.h).
+template <class Scales>
 struct CombinePartials {
+  const Scales& scales;
   template <class Partial>
   __device__ __forceinline__ Partial operator()(const Partial& a, const Partial& b) const {
-    return Partial::combine(a, b);
+    return Partial::combine(a, b, scales);
   }
 };
 struct ShufflePartials {
   template <class Partial>
   __device__ __forceinline__ Partial operator()(const Partial& p, int lane_mask) const {
-    return p.shuffle_xor(lane_mask);
+    return shuffle_xor(p, lane_mask);
   }
 };
 
@@ -381,9 +175,9 @@ struct WarpGroup {
   int rank;  // lane
   static constexpr int size = kWarpSize;
 
-  template <class Partial>
-  __device__ __forceinline__ Partial all_reduce(const Partial& p) const {
-    const Partial total = warp_all_reduce(p, CombinePartials(), ShufflePartials());
+  template <class Partial, class Scales>
+  __device__ __forceinline__ Partial all_reduce(const Partial& p, const Scales& scales) const {
+    const Partial total = warp_all_reduce(p, CombinePartials<Scales>{scales}, ShufflePartials());
     __syncwarp();  // the row's reads happen before any lane writes its gradient (which may alias it)
     return total;
   }
@@ -398,8 +192,9 @@ struct BlockGroup {
   int size;  // blockDim.x, a multiple of the warp size
   Partial* warp_partials;  // shared, one per warp
 
-  __device__ __forceinline__ Partial all_reduce(const Partial& p) const {
-    return block_all_reduce(p, CombinePartials(), warp_partials, ShufflePartials());
+  template <class Scales>
+  __device__ __forceinline__ Partial all_reduce(const Partial& p, const Scales& scales) const {
+    return block_all_reduce(p, CombinePartials<Scales>{scales}, warp_partials, ShufflePartials());
   }
 };
 
@@ -429,22 +224,19 @@ struct RowLossArgs {
   Reduction reduction;
 };
 
-// dl/do_j for one element: the special element (kMaxOther), the target, or
-// any other, with z_j = e_j = exp(s (o_j - m)) for softmax losses (s = 1 but
-// for kScaledSoftmax) and o_j otherwise.
+// z_j of element j (row_loss.h): e_j = exp(s (o_j - m)) for softmax losses
+// (s = 1 but for kScaledSoftmax, whose m is its scale's reference and whose
+// -inf logits have e = 0, row_partial.h), o_j otherwise.
 template <class Loss, typename acc_t>
-LOSSEXT_HOST_DEVICE acc_t element_gradient_at(int64_t j, acc_t o, acc_t w, const RowStats<acc_t>& s, int64_t target,
-                                              int64_t special_index,
-                                              const typename Loss::template Coefficients<acc_t>& coeffs) {
+LOSSEXT_HOST_DEVICE acc_t element_z(acc_t o, const RowStats<acc_t>& s) {
   constexpr unsigned kNeeds = Loss::kNeeds;
-  const acc_t z = (kNeeds & kSoftmax) != 0 ? device_exp(s.logit_scale * (o - s.max_logit)) : o;
-  if constexpr ((kNeeds & kMaxOther) != 0) {
-    if (j == special_index) return Loss::special_gradient(z, w, coeffs);
+  if constexpr ((kNeeds & kScaledSoftmax) != 0) {
+    return scaled_exponential(o, s.logit_scale, s.max_logit);
+  } else if constexpr ((kNeeds & kSoftmax) != 0) {
+    return fast_exponential(o - s.max_logit);
+  } else {
+    return o;
   }
-  if constexpr ((kNeeds & kDenseTarget) == 0) {
-    if (j == target) return Loss::target_gradient(z, w, coeffs);
-  }
-  return Loss::template element_gradient<acc_t, acc_t>(z, w, coeffs);
 }
 
 // What every thread of a row's group knows about the row before pass 1.
@@ -493,7 +285,7 @@ LOSSEXT_HOST_DEVICE void clear_ignored_row(const RowContext<scalar_t, acc_t>& r,
 }
 
 // A pass over the row for thread `rank` of `size`: its share of what kGather
-// gathers, added to `partial`, with softmax scale `scale`.
+// gathers, added to `partial`, with the exp sums for logit scale `scale`.
 template <class Loss, Gather kGather, typename scalar_t, typename acc_t>
 LOSSEXT_HOST_DEVICE RowPartial<Loss, acc_t> gather_row_partial(const RowContext<scalar_t, acc_t>& r,
                                                                const RowLossArgs<scalar_t, acc_t>& a,
@@ -501,11 +293,24 @@ LOSSEXT_HOST_DEVICE RowPartial<Loss, acc_t> gather_row_partial(const RowContext<
                                                                int size, RowPartial<Loss, acc_t> partial,
                                                                acc_t scale) {
   constexpr int kVec = 16 / sizeof(scalar_t);
+  const LogitScales<acc_t, 1> scales = single_logit_scale(scale);
   for_each_chunk<kVec, acc_t>(r.input, a.classes, rank, size, [&](int64_t j, const auto& logits) {
     constexpr int K = std::decay_t<decltype(logits)>::kSize;
-    partial.template add<kGather, K>(j, logits, load_weights<K>(r.weight, j), scale, r.target, params);
+    partial.template add<kGather, K>(j, logits.v, load_weights<K>(r.weight, j).v, scales, r.target, params);
   });
   return partial;
+}
+
+// A kScaledSoftmax row after its first pass (Gather::kWithoutExpSums, its
+// total `first`): fills the statistics that need no exponential, chooses the
+// row's logit scale and its reference (row_partial.h), and returns the empty
+// partial a thread's exp-sum pass (Gather::kExpSums) starts from.
+template <class Loss, typename acc_t>
+LOSSEXT_HOST_DEVICE RowPartial<Loss, acc_t> choose_row_scale(const RowPartial<Loss, acc_t>& first,
+                                                             RowStats<acc_t>& s, const typename Loss::Params& params) {
+  first.fill_statistics(s);
+  choose_logit_scale<Loss>(s, params, first.min_logit);
+  return RowPartial<Loss, acc_t>::empty(first.max_logit, first.min_logit);
 }
 
 // The statistics that come from the row's context rather than a pass over it.
@@ -534,7 +339,6 @@ template <class Loss, typename scalar_t, typename acc_t>
 LOSSEXT_HOST_DEVICE void finish_row(const RowContext<scalar_t, acc_t>& r, const RowStats<acc_t>& s,
                                     const RowLossArgs<scalar_t, acc_t>& a, const typename Loss::Params& params,
                                     int rank, int size) {
-  constexpr unsigned kNeeds = Loss::kNeeds;
   constexpr int kTensorParams = TensorParamCount<Loss>::value;
   constexpr int kVec = 16 / sizeof(scalar_t);
   ReductionInfo<acc_t> reduction;
@@ -546,24 +350,15 @@ LOSSEXT_HOST_DEVICE void finish_row(const RowContext<scalar_t, acc_t>& r, const 
   if (!r.grad) return;
 
   const acc_t upstream = a.upstream ? a.upstream[r.row * a.upstream_stride] : acc_t(1);
-  if constexpr (kTensorParams > 0) {
-    if (rank == 0) {
-      Loss::param_gradients(s, params, reduction, upstream, a.row_param_grads + r.row * kTensorParams);
-    }
-  }
-  const auto coeffs = Loss::coefficients(s, params, reduction, upstream);
-  int64_t special_index = -1;
-  if constexpr ((kNeeds & kMaxOther) != 0) {
-    if (coeffs.special_index_used) special_index = s.max_other_index;
-  }
+  acc_t* row_param_grads = rank == 0 && a.row_param_grads ? a.row_param_grads + r.row * kTensorParams : nullptr;
+  const RowGradient<Loss, acc_t> g = row_gradient<Loss>(s, params, reduction, upstream, row_param_grads);
   auto write_gradient = [&](int64_t j, const auto& logits) {
     constexpr int K = std::decay_t<decltype(logits)>::kSize;
     const Chunk<acc_t, K> w = load_weights<K>(r.weight, j);
     Chunk<scalar_t, K> out;
 #pragma unroll
     for (int k = 0; k < K; ++k) {
-      out.v[k] = static_cast<scalar_t>(
-          element_gradient_at<Loss>(j + k, logits.v[k], w.v[k], s, r.target, special_index, coeffs));
+      out.v[k] = static_cast<scalar_t>(gradient_at<Loss>(j + k, element_z<Loss>(logits.v[k], s), w.v[k], r.target, g));
     }
     *reinterpret_cast<Chunk<scalar_t, K>*>(r.grad + j) = out;
   };
@@ -589,15 +384,17 @@ __device__ __forceinline__ void run_row(int64_t row, const RowLossArgs<scalar_t,
   RowStats<acc_t> s = context_statistics<Loss>(r, a);
   if constexpr ((Loss::kNeeds & kScaledSoftmax) != 0) {
     const Partial first = group.all_reduce(gather_row_partial<Loss, Gather::kWithoutExpSums>(
-        r, a, params, group.rank, group.size, Partial::empty(), acc_t(1)));
-    first.fill_statistics(s);
-    s.logit_scale = Loss::logit_scale(s, params);
+                                               r, a, params, group.rank, group.size, Partial::empty(), acc_t(1)),
+                                           single_logit_scale(acc_t(1)));
+    const Partial start = choose_row_scale<Loss>(first, s, params);
     const Partial second = group.all_reduce(gather_row_partial<Loss, Gather::kExpSums>(
-        r, a, params, group.rank, group.size, Partial::empty(s.max_logit), s.logit_scale));
+                                                r, a, params, group.rank, group.size, start, s.logit_scale),
+                                            single_logit_scale(s.logit_scale));
     second.fill_exp_sums(s);
   } else {
     const Partial total = group.all_reduce(gather_row_partial<Loss, Gather::kEverything>(
-        r, a, params, group.rank, group.size, Partial::empty(), acc_t(1)));
+                                               r, a, params, group.rank, group.size, Partial::empty(), acc_t(1)),
+                                           single_logit_scale(acc_t(1)));
     total.fill_statistics(s);
     total.fill_exp_sums(s);
   }

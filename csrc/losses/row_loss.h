@@ -68,10 +68,17 @@
 // param_gradients(stats, params, reduction, upstream, out) writes the row's
 // kNumTensorParams partial derivatives d(row's contribution)/d(param_k). The
 // drivers write them per row and the caller sums the rows, so the reduction
-// is deterministic. Such a loss may also set kScaledSoftmax: after pass 1 the
-// driver asks logit_scale(stats, params) for s > 0 and takes the softmax of
-// s * o (z_j = exp(s (o_j - m))); kExpWeightedLogitSum adds
-// sum_j z_j (o_j - m), from which sum_j p_j o_j = m + that / S.
+// is deterministic. Such a loss may also set kScaledSoftmax: it declares
+// kNumLogitScales candidate scales, candidate_logit_scale(k, tensor_params),
+// and logit_scale_index(stats, params), which one a row takes given the
+// statistics that need no exponential; the driver then takes the softmax of
+// s * o (z_j = exp(s (o_j - m)), m the max of o for s >= 0 and its min for
+// s < 0, -inf logits excluded; csrc/losses/row_partial.h). kExpWeightedLogitSum
+// adds sum_j z_j (o_j - m), from which sum_j p_j o_j = m + that / S.
+//
+// The statistics of a row can be gathered in parts and combined in any order
+// (RowPartial, csrc/losses/row_partial.h), and once they are known the drivers
+// finish a row with row_gradient() and gradient_at() (csrc/losses/row_finish.h).
 #pragma once
 
 #include <cstdint>
@@ -109,7 +116,7 @@ template <typename T>
 struct RowStats {
   int64_t num_classes = 0;
   T target_logit = 0;         // o_t (always gathered)
-  T max_logit = 0;            // m = max_j o_j                (kSoftmax)
+  T max_logit = 0;            // m = max_j o_j (kSoftmax; kScaledSoftmax: its scale's reference)
   T sum_exp = 0;              // S = sum_j exp(o_j - m)       (kSoftmax)
   T sum_exp_squared = 0;      // S2 = sum_j exp(2 (o_j - m))  (kSumExpSquared)
   T max_other_logit = 0;      // max_{j != t} o_j, -inf if C == 1 (kMaxOther)

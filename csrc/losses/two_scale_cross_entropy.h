@@ -7,7 +7,8 @@
 // X^ = X / R, eq. 13). With one class there is no other logit: delta = +inf and
 // the row counts as well classified.
 //
-// With p = softmax(s X) and m = max_j X_j:
+// With p = softmax(s X) and m = max_j X_j (min_j X_j if s < 0, so that no
+// exp(s (X_j - m)) overflows; row_partial.h):
 //   l         = s (m - X_t) + log S,           S = sum_j exp(s (X_j - m))
 //   dl/dX_k   = s (p_k - y_k)
 //   dl/ds     = sum_j p_j X_j - X_t = (m - X_t) + E / S,  E = sum_j exp(s (X_j - m)) (X_j - m)
@@ -46,15 +47,26 @@ struct TwoScaleCrossEntropy {
     return !(margin < T(params.eta));
   }
 
+  // The softmax scale s is one of two candidates (row_partial.h), r1 / R and
+  // r2 / R, the second for well-classified rows.
+  static constexpr int kNumLogitScales = 2;
   template <typename T>
-  LOSSEXT_HOST_DEVICE static T logit_scale(const RowStats<T>& s, const Params& params) {
-    const T r = well_classified(s, params) ? s.tensor_params[1] : s.tensor_params[0];
-    return r / s.tensor_params[2];
+  LOSSEXT_HOST_DEVICE static T candidate_logit_scale(int k, const T* tensor_params) {
+    return tensor_params[k] / tensor_params[2];
+  }
+  template <typename T>
+  LOSSEXT_HOST_DEVICE static int logit_scale_index(const RowStats<T>& s, const Params& params) {
+    return well_classified(s, params) ? 1 : 0;
   }
 
+  // s (m - X_t) + log S, with m the reference of s's exp sums (the max of X
+  // for s >= 0, its min for s < 0, row_partial.h). A target logit of -inf is
+  // an excluded class (p_t = 0) whatever the sign of s: the loss is +inf.
   template <typename T>
   LOSSEXT_HOST_DEVICE static T value(const RowStats<T>& s, const Params&, const ReductionInfo<T>& reduction) {
-    const T nll = s.logit_scale * (s.max_logit - s.target_logit) + logarithm(s.sum_exp);
+    const T nll = s.target_logit == -infinity<T>()
+                      ? infinity<T>()
+                      : s.logit_scale * (s.max_logit - s.target_logit) + logarithm(s.sum_exp);
     return s.target_weight * nll * reduction.weighted_scale();
   }
 

@@ -50,11 +50,13 @@ inline Reduction checked_reduction(int64_t reduction) {
   return static_cast<Reduction>(reduction);
 }
 
+// num_classes: the row's class count when input holds a block of its classes
+// (row_statistics_op.h; label smoothing spreads eps over all of them), 0 for input.size(1).
 template <typename Loss>
 RowLossProblem prepare_row_loss(const at::Tensor& input, const at::Tensor& target,
                                 const c10::optional<at::Tensor>& weight, c10::ArrayRef<double> params,
                                 const c10::optional<at::Tensor>& tensor_params, int64_t ignore_index,
-                                int64_t reduction) {
+                                int64_t reduction, int64_t num_classes = 0) {
   constexpr bool kDense = (Loss::kNeeds & kDenseTarget) != 0;
   const std::string op = std::string("lossext::") + Loss::kName;
   TORCH_CHECK(static_cast<int64_t>(params.size()) == Loss::kNumParams, op, ": expected ", Loss::kNumParams,
@@ -116,7 +118,8 @@ RowLossProblem prepare_row_loss(const at::Tensor& input, const at::Tensor& targe
     // row per sample: c = w ((1 - eps) q + eps / C), see cross_entropy_probabilities.h.
     const double eps = params[0];
     at::Tensor coefficients = target.to(acc);
-    if (eps != 0.0) coefficients = coefficients * (1.0 - eps) + eps / static_cast<double>(p.classes);
+    const int64_t smoothing_classes = num_classes > 0 ? num_classes : p.classes;
+    if (eps != 0.0) coefficients = coefficients * (1.0 - eps) + eps / static_cast<double>(smoothing_classes);
     if (p.class_weight.defined()) coefficients = coefficients * p.class_weight;
     p.target = coefficients.contiguous();
     p.class_weight = at::Tensor();

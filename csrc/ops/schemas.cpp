@@ -25,10 +25,39 @@
 // LOSSEXT_FOR_EACH_ACTIVATION:
 //   <name>_forward(input, <params>) -> output
 //   <name>_backward(grad_output, <saved>, <params>) -> grad_input
+// Each row loss also has block ops (ops/row_statistics_op.h; kernels in
+// cpu/row_statistics.cpp, fake kernels in lossext/losses/row_statistics.py).
+// A row's classes split into blocks of columns [class_offset, class_offset + width):
+//   <name>_block_statistics(input, target, weight, params, tensor_params, class_offset, num_classes,
+//                           ignore_index) -> (statistics, max_other_index)
+//     input (N, width) is the block of the logits, weight (width,) its class
+//     weights, a dense target (N, width) its probabilities; class-index
+//     targets are the rows' global classes. statistics (N, F) in the
+//     accumulation dtype, packed as losses/row_statistics.h describes;
+//     max_other_index (N,) int64 for losses that need the largest other
+//     logit's class, else (0,). Ignored rows get empty statistics.
+//   <name>_combine_statistics(statistics[], max_other_index[], tensor_params) -> (statistics, max_other_index)
+//     The statistics of the union of the blocks, in any order.
+//   <name>_rebase_statistics(statistics, max_statistics, tensor_params) -> statistics
+//     A block's statistics with its SUM part moved to the combined MAX part
+//     max_statistics (N, M): the SUM parts of all blocks so rebased add up to
+//     the combination's (one MAX and one SUM reduction between processes).
+//   <name>_block_loss_and_gradient(input, target, weight, params, tensor_params, statistics, max_other_index,
+//                                  class_offset, num_classes, ignore_index, reduction, target_weight_sum,
+//                                  grad_output, compute_grad) -> (loss, grad_input, row_param_grads)
+//     From the combined statistics: the loss (every block's call returns the
+//     same), and with compute_grad the gradient of the block (N, width),
+//     scaled by grad_output (None: 1), and row_param_grads (N, P), each row's
+//     derivatives with respect to the tensor params (the same from every
+//     block). target_weight_sum, the mean's denominator, is computed from the
+//     statistics when None.
+//   <name>_statistics_layout() -> (int, str[])
+//     The number M of MAX-combined fields (first in the packed row) and every field's name.
 #include <torch/library.h>
 
 #include "activations/all_activations.h"
 #include "losses/all_losses.h"
+#include "ops/row_statistics_op.h"
 
 namespace lossext {
 namespace {
@@ -46,12 +75,26 @@ namespace {
   m.def(#name "_forward" forward_arguments);                                          \
   m.def(#name "_backward" backward_arguments);
 
+#define LOSSEXT_DEFINE_ROW_STATISTICS_SCHEMAS(name, Loss)                                                       \
+  m.def(#name "_block_statistics(Tensor input, Tensor target, Tensor? weight, float[] params, "                  \
+              "Tensor? tensor_params, int class_offset, int num_classes, int ignore_index) -> (Tensor, Tensor)");  \
+  m.def(#name "_combine_statistics(Tensor[] statistics, Tensor[] max_other_index, Tensor? tensor_params) "       \
+              "-> (Tensor, Tensor)");                                                                             \
+  m.def(#name "_rebase_statistics(Tensor statistics, Tensor max_statistics, Tensor? tensor_params) -> Tensor");  \
+  m.def(#name "_block_loss_and_gradient(Tensor input, Tensor target, Tensor? weight, float[] params, "           \
+              "Tensor? tensor_params, Tensor statistics, Tensor max_other_index, int class_offset, "              \
+              "int num_classes, int ignore_index, int reduction, Tensor? target_weight_sum, "                    \
+              "Tensor? grad_output, bool compute_grad) -> (Tensor, Tensor, Tensor)");                            \
+  m.def(#name "_statistics_layout() -> (int, str[])", &row_statistics_layout<Loss>);
+
 TORCH_LIBRARY(lossext, m) {
   LOSSEXT_FOR_EACH_ROW_LOSS(LOSSEXT_DEFINE_ROW_LOSS_SCHEMAS)
+  LOSSEXT_FOR_EACH_ROW_LOSS(LOSSEXT_DEFINE_ROW_STATISTICS_SCHEMAS)
   LOSSEXT_FOR_EACH_ACTIVATION(LOSSEXT_DEFINE_ACTIVATION_SCHEMAS)
 }
 
 #undef LOSSEXT_DEFINE_ACTIVATION_SCHEMAS
+#undef LOSSEXT_DEFINE_ROW_STATISTICS_SCHEMAS
 #undef LOSSEXT_DEFINE_ROW_LOSS_SCHEMAS
 
 }  // namespace

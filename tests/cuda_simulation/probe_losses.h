@@ -61,9 +61,14 @@ struct StatisticsProbe {
     }
   }
 
+  static constexpr int kNumLogitScales = 2;
   template <typename T>
-  LOSSEXT_HOST_DEVICE static T logit_scale(const RowStats<T>& s, const Params&) {
-    return s.tensor_params[s.target_logit > s.max_other_logit ? 1 : 0];
+  LOSSEXT_HOST_DEVICE static T candidate_logit_scale(int k, const T* tensor_params) {
+    return tensor_params[k];
+  }
+  template <typename T>
+  LOSSEXT_HOST_DEVICE static int logit_scale_index(const RowStats<T>& s, const Params&) {
+    return s.target_logit > s.max_other_logit ? 1 : 0;
   }
 
   template <typename T>

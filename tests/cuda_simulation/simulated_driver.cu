@@ -16,19 +16,19 @@ namespace testing {
 namespace {
 
 // Each rank's result of group.all_reduce on these partials (one per rank).
-template <class Partial>
-std::vector<Partial> simulated_all_reduce(std::vector<Partial> lanes) {
+template <class Partial, class Scales>
+std::vector<Partial> simulated_all_reduce(std::vector<Partial> lanes, const Scales& scales) {
   const int size = static_cast<int>(lanes.size());
   // warp_all_reduce: lane i combines its value with lane i ^ mask's, within its warp.
   for (int mask = cuda::kWarpSize / 2; mask > 0; mask /= 2) {
     std::vector<Partial> next(size);
-    for (int i = 0; i < size; ++i) next[i] = Partial::combine(lanes[i], lanes[i ^ mask]);
+    for (int i = 0; i < size; ++i) next[i] = Partial::combine(lanes[i], lanes[i ^ mask], scales);
     lanes = next;
   }
   if (size == cuda::kWarpSize) return lanes;  // WarpGroup: each lane keeps its own result
   // BlockGroup: every thread combines the warps' lane-0 results in warp order.
   Partial total = lanes[0];
-  for (int w = 1; w < size / cuda::kWarpSize; ++w) total = Partial::combine(total, lanes[w * cuda::kWarpSize]);
+  for (int w = 1; w < size / cuda::kWarpSize; ++w) total = Partial::combine(total, lanes[w * cuda::kWarpSize], scales);
   return std::vector<Partial>(size, total);
 }
 
@@ -40,8 +40,7 @@ struct SimulatedCudaDriver {
   // cuda::run_row's steps, for every rank of the row's group in turn.
   template <class Loss, typename scalar_t, typename acc_t>
   static void run_row(int64_t row, const cuda::RowLossArgs<scalar_t, acc_t>& a, const typename Loss::Params& params) {
-    using Partial = cuda::RowPartial<Loss, acc_t>;
-    using cuda::Gather;
+    using Partial = RowPartial<Loss, acc_t>;
     const int size = group_size;
     const auto r = cuda::open_row<Loss>(row, a);
     if (r.ignored) {
@@ -49,32 +48,31 @@ struct SimulatedCudaDriver {
       return;
     }
     // Each rank's result of group.all_reduce(gather(rank)).
-    const auto all_reduce = [&](auto gather) {
+    const auto all_reduce = [&](auto gather, acc_t scale) {
       std::vector<Partial> partials(size);
       for (int rank = 0; rank < size; ++rank) partials[rank] = gather(rank);
-      return simulated_all_reduce(partials);
+      return simulated_all_reduce(partials, single_logit_scale(scale));
     };
     std::vector<RowStats<acc_t>> stats(size, cuda::context_statistics<Loss>(r, a));
     if constexpr ((Loss::kNeeds & kScaledSoftmax) != 0) {
       const std::vector<Partial> first = all_reduce([&](int rank) {
         return cuda::gather_row_partial<Loss, Gather::kWithoutExpSums>(r, a, params, rank, size, Partial::empty(),
                                                                        acc_t(1));
-      });
+      }, acc_t(1));
+      std::vector<Partial> start(size);
       for (int rank = 0; rank < size; ++rank) {
-        first[rank].fill_statistics(stats[rank]);
-        stats[rank].logit_scale = Loss::logit_scale(stats[rank], params);
+        start[rank] = cuda::choose_row_scale<Loss>(first[rank], stats[rank], params);
       }
       const std::vector<Partial> second = all_reduce([&](int rank) {
-        return cuda::gather_row_partial<Loss, Gather::kExpSums>(r, a, params, rank, size,
-                                                                Partial::empty(stats[rank].max_logit),
+        return cuda::gather_row_partial<Loss, Gather::kExpSums>(r, a, params, rank, size, start[rank],
                                                                 stats[rank].logit_scale);
-      });
+      }, stats[0].logit_scale);
       for (int rank = 0; rank < size; ++rank) second[rank].fill_exp_sums(stats[rank]);
     } else {
       const std::vector<Partial> totals = all_reduce([&](int rank) {
         return cuda::gather_row_partial<Loss, Gather::kEverything>(r, a, params, rank, size, Partial::empty(),
                                                                    acc_t(1));
-      });
+      }, acc_t(1));
       for (int rank = 0; rank < size; ++rank) {
         totals[rank].fill_statistics(stats[rank]);
         totals[rank].fill_exp_sums(stats[rank]);
