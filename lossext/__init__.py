@@ -59,3 +59,8 @@ from . import activations  # noqa: E402  (registers the activation ops' fake ker
 from .activations import elu, gelu, hardtanh, leaky_relu, prelu, relu, selu, sigmoid, silu, softmax, swish, tanh  # noqa: E402
 
 __all__ += activations.__all__ + ["activations"]
+
+# The fused classifier head, linear layer + loss without the logits (lossext/_linear.py).
+from ._linear import linear_cross_entropy, linear_loss  # noqa: E402
+
+__all__ += ["linear_cross_entropy", "linear_loss"]

@@ -217,3 +217,9 @@ class AlphaLoss(ClassIndexLoss):
     """lossext.alpha_loss: AlphaLoss(alpha, weight=None, ignore_index=-100, reduction="mean")."""
 
     function = staticmethod(functional.alpha_loss)
+
+
+# The fused classifier heads (lossext/_linear.py).
+from ._linear import LinearCrossEntropyLoss, LinearLoss  # noqa: E402
+
+__all__ += ["LinearCrossEntropyLoss", "LinearLoss"]

@@ -298,3 +298,9 @@ def alpha_loss(input, target, alpha: float, weight=None, ignore_index: int = -10
         return w_t * alpha / (alpha - 1.0) * -torch.expm1((alpha - 1.0) / alpha * log_p)
 
     return class_index_loss("alpha_loss", input, target, weight, ignore_index, reduction, per_row)
+
+
+# The fused head's references (lossext/_linear.py): the loss's reference on the fp32 logits.
+from ._linear import reference_linear_cross_entropy as linear_cross_entropy, reference_linear_loss as linear_loss  # noqa: E402,E501
+
+__all__ += ["linear_cross_entropy", "linear_loss"]
