@@ -216,13 +216,15 @@ LinearLossOutputs run_linear_loss(const at::Tensor& input_arg, const at::Tensor&
     row_values = at::zeros({total_rows}, options.dtype(acc)).index_copy_(0, kept_rows, row_values);
   }
   at::Tensor loss = reduce_row_values(row_values, target_weight_sum, reduction, dtype);
-  at::Tensor grad_input = no_gradient;
+  // Outputs must not alias one another: each gradient not asked for is its own empty tensor.
+  const auto not_computed = [&] { return at::empty({0}, options); };
+  at::Tensor grad_input = not_computed();
   if (want_input) {
     grad_input = kept_rows.defined() ? at::zeros({total_rows, hidden}, options).index_copy_(0, kept_rows, grad_input_rows)
                                      : grad_input_rows;
   }
-  at::Tensor grad_weight = want_weight ? weight_grad_sum.to(dtype) : no_gradient;
-  at::Tensor grad_bias = want_bias ? bias_grad_sum.to(dtype) : no_gradient;
+  at::Tensor grad_weight = want_weight ? weight_grad_sum.to(dtype) : not_computed();
+  at::Tensor grad_bias = want_bias ? bias_grad_sum.to(dtype) : not_computed();
   at::Tensor param_grad = want_params ? row_param_grads.sum(0) : at::empty({0}, options.dtype(acc));
   return {loss, grad_input, grad_weight, grad_bias, param_grad};
 }

@@ -210,9 +210,11 @@ def linear_cross_entropy(
 
 def reference_linear_loss(loss: Union[str, Callable], input: torch.Tensor, linear_weight: torch.Tensor,
                           target: torch.Tensor, *, linear_bias: Optional[torch.Tensor] = None,
-                          **loss_kwargs) -> torch.Tensor:
+                          chunk_size: Optional[int] = None, chunk_bytes: Optional[int] = None,
+                          recompute: bool = False, **loss_kwargs) -> torch.Tensor:
     """The reference of linear_loss: lossext.reference.<loss> of input @ linear_weight.T + linear_bias,
-    all computed in float32 (float64 for float64 inputs), the result in the input's dtype."""
+    all computed in float32 (float64 for float64 inputs), the result in the input's dtype. It takes
+    linear_loss's arguments; chunk_size, chunk_bytes and recompute change nothing here."""
     name, function = _resolve_loss(loss)
     args = _bind_loss_arguments(name, function, loss_kwargs)
     probabilities = _is_probability_target(name, input, linear_weight, target)
@@ -232,8 +234,10 @@ def reference_linear_cross_entropy(input: torch.Tensor, linear_weight: torch.Ten
                                    linear_bias: Optional[torch.Tensor] = None,
                                    weight: Optional[torch.Tensor] = None, reduction: str = "mean",
                                    ignore_index: Optional[int] = -100, label_smoothing: float = 0.0,
-                                   options=None) -> torch.Tensor:
-    """The reference of linear_cross_entropy (lossext.reference.cross_entropy of the fp32 logits)."""
+                                   options=None, chunk_size: Optional[int] = None,
+                                   chunk_bytes: Optional[int] = None, recompute: bool = False) -> torch.Tensor:
+    """The reference of linear_cross_entropy (lossext.reference.cross_entropy of the fp32 logits), with
+    its arguments; options, chunk_size, chunk_bytes and recompute change nothing here."""
     return reference_linear_loss("cross_entropy", input, linear_weight, target, linear_bias=linear_bias,
                                  weight=weight, reduction=reduction,
                                  ignore_index=-100 if ignore_index is None else ignore_index,
@@ -343,6 +347,8 @@ def _setup_context(ctx, inputs, output) -> None:
     ctx.grad_mask = list(grad_mask)
     ctx.reduction = reduction
     ctx.settings = (list(params), ignore_index, reduction, chunk_rows, chunk_bytes)
+    # The gradients are results, not functions of the inputs to differentiate further.
+    ctx.mark_non_differentiable(*output[1:])
     if ctx.fused:
         ctx.save_for_backward(*output[1:])
     else:
