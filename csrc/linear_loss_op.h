@@ -21,9 +21,10 @@
 //   using RowLossDriver = ...;                  // row_loss_op.h's Driver
 //   static constexpr bool kCompactsIgnoredRows; // may read the targets on the host
 //   static void add_weight_gradient(at::Tensor& accumulator, const at::Tensor& gradient,
-//                                   const at::Tensor& input);
-// where add_weight_gradient adds gradient^T input to an accumulator in the
-// accumulation dtype (fp32 for half inputs, whose products are half).
+//                                   const at::Tensor& input, bool accumulate);
+// where add_weight_gradient writes gradient^T input into an accumulator in
+// the accumulation dtype (fp32 for half inputs, whose products are half),
+// added to its contents when `accumulate`, over them otherwise.
 // (cpu/linear_losses.cpp, cuda/linear_losses.cu). A backend that compacts
 // ignored rows (CPU) runs the chunk loop over the rows whose target is not
 // ignore_index only, so ignored rows cost no matrix product; CUDA cannot size
@@ -178,7 +179,12 @@ LinearLossOutputs run_linear_loss(const at::Tensor& input_arg, const at::Tensor&
   // The weight gradient is a sum over chunks: accumulated in fp32 for half
   // inputs (in bf16 it would round at every chunk, a known cause of
   // divergence in other fused heads), rounded to the weight's dtype once.
-  at::Tensor weight_grad_sum = want_weight ? at::zeros({classes, hidden}, options.dtype(acc)) : at::Tensor();
+  // The first chunk's product overwrites it (no pass to clear V x H values first) unless no row runs.
+  at::Tensor weight_grad_sum;
+  if (want_weight) {
+    weight_grad_sum = rows > 0 ? at::empty({classes, hidden}, options.dtype(acc))
+                               : at::zeros({classes, hidden}, options.dtype(acc));
+  }
   at::Tensor bias_grad_sum = want_bias ? at::zeros({classes}, options.dtype(acc)) : at::Tensor();
   at::Tensor no_gradient = at::empty({0}, options);
   const typename Loss::Params loss_params = Loss::make_params(params.data());
@@ -207,7 +213,7 @@ LinearLossOutputs run_linear_loss(const at::Tensor& input_arg, const at::Tensor&
       at::Tensor grad_chunk = grad_input_rows.narrow(0, begin, n);
       at::mm_out(grad_chunk, buffer, w);
     }
-    if (want_weight) Backend::add_weight_gradient(weight_grad_sum, buffer, x_chunk);
+    if (want_weight) Backend::add_weight_gradient(weight_grad_sum, buffer, x_chunk, /*accumulate=*/begin > 0);
     if (want_bias) bias_grad_sum.add_(buffer.sum(0, /*keepdim=*/false, acc));
   }
 

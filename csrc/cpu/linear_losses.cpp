@@ -46,10 +46,11 @@ struct CpuLinearLossBackend {
   // Reading the targets costs no sync here: ignored rows are left out of the products.
   static constexpr bool kCompactsIgnoredRows = true;
 
-  // accumulator (V, H) += gradient (n, V)^T input (n, H).
-  static void add_weight_gradient(at::Tensor& accumulator, const at::Tensor& gradient, const at::Tensor& input) {
+  // accumulator (V, H) (+)= gradient (n, V)^T input (n, H).
+  static void add_weight_gradient(at::Tensor& accumulator, const at::Tensor& gradient, const at::Tensor& input,
+                                  bool accumulate) {
     if (gradient.scalar_type() == accumulator.scalar_type()) {
-      accumulator.addmm_(gradient.t(), input);
+      at::addmm_out(accumulator, accumulator, gradient.t(), input, /*beta=*/accumulate ? 1 : 0);
       return;
     }
     // Half inputs into the fp32 accumulator: measured here (2 cores, AMX),
@@ -62,13 +63,15 @@ struct CpuLinearLossBackend {
     const bool fits_lp64 = classes <= INT_MAX && hidden <= INT_MAX && rows <= INT_MAX;
     TORCH_INTERNAL_ASSERT(gradient.is_contiguous() && input.stride(1) == 1 && accumulator.is_contiguous());
     if (gemm == nullptr || !fits_lp64) {
-      accumulator.add_(at::mm(gradient.t(), input));
+      const at::Tensor product = at::mm(gradient.t(), input);
+      accumulate ? accumulator.add_(product) : accumulator.copy_(product);
       return;
     }
     gemm(kCblasRowMajor, kCblasTrans, kCblasNoTrans, static_cast<int>(classes), static_cast<int>(hidden),
          static_cast<int>(rows), 1.0f, static_cast<const uint16_t*>(gradient.const_data_ptr()),
          static_cast<int>(gradient.stride(0)), static_cast<const uint16_t*>(input.const_data_ptr()),
-         static_cast<int>(input.stride(0)), 1.0f, accumulator.data_ptr<float>(), static_cast<int>(hidden));
+         static_cast<int>(input.stride(0)), accumulate ? 1.0f : 0.0f, accumulator.data_ptr<float>(),
+         static_cast<int>(hidden));
   }
 };
 

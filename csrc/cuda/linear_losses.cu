@@ -20,15 +20,20 @@ struct CudaLinearLossBackend {
   // a host sync: here every row runs, an ignored one with a zero gradient.
   static constexpr bool kCompactsIgnoredRows = false;
 
-  // accumulator (V, H) += gradient (n, V)^T input (n, H).
-  static void add_weight_gradient(at::Tensor& accumulator, const at::Tensor& gradient, const at::Tensor& input) {
+  // accumulator (V, H) (+)= gradient (n, V)^T input (n, H).
+  static void add_weight_gradient(at::Tensor& accumulator, const at::Tensor& gradient, const at::Tensor& input,
+                                  bool accumulate) {
     if (gradient.scalar_type() == accumulator.scalar_type()) {
-      accumulator.addmm_(gradient.t(), input);
+      at::addmm_out(accumulator, accumulator, gradient.t(), input, /*beta=*/accumulate ? 1 : 0);
       return;
     }
     // Half inputs: cuBLAS writes the chunk's product in fp32 (mm's out_dtype
     // overload), added into the fp32 sum. addmm's out_dtype overload cannot
     // accumulate in place: it requires `self` in the inputs' dtype.
+    if (!accumulate) {
+      at::mm_out(accumulator, gradient.t(), input, at::kFloat);
+      return;
+    }
     accumulator.add_(at::mm(gradient.t(), input, at::kFloat));
   }
 };
