@@ -106,12 +106,16 @@ def upstream_for(out_shape, dtype, seed=3):
     return (torch.rand(out_shape, generator=generator, dtype=torch.float64) + 0.5).to(dtype)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("loss", sorted(LOSSES))
-def test_every_loss_matches_reference(loss, dtype, reduction):
+def test_every_loss_matches_reference(loss, dtype, reduction, weighted):
     x, weight, bias, target = make_head(dtype)
     kwargs = LOSSES[loss]()
+    if weighted:
+        kwargs["weight"] = (torch.rand(V, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+                            + 0.2).to(dtype)
     options = dict(reduction=reduction, chunk_size=7)
     out_shape = (N,) if reduction == "none" else ()
     upstream = upstream_for(out_shape, dtype)
