@@ -61,6 +61,6 @@ from .activations import elu, gelu, hardtanh, leaky_relu, prelu, relu, selu, sig
 __all__ += activations.__all__ + ["activations"]
 
 # The fused classifier head, linear layer + loss without the logits (lossext/_linear.py).
-from ._linear import linear_cross_entropy, linear_loss  # noqa: E402
+from ._linear import linear_cross_entropy, linear_evaluate, linear_loss  # noqa: E402
 
-__all__ += ["linear_cross_entropy", "linear_loss"]
+__all__ += ["linear_cross_entropy", "linear_evaluate", "linear_loss"]

@@ -19,15 +19,17 @@ the forward computes the loss alone and backward recomputes the logits, one prod
 """
 
 import inspect
-from typing import Callable, Dict, List, Optional, Tuple, Union
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 
 from . import _extension, _ops, functional, reference
 from ._canonical import reduction_code
 from .reference import check_alpha, check_hinge_params, check_label_smoothing, compute_dtype
 
-__all__ = ["LinearCrossEntropyLoss", "LinearLoss", "linear_cross_entropy", "linear_loss"]
+__all__ = ["LinearCrossEntropyLoss", "LinearEvaluation", "LinearLoss", "linear_cross_entropy", "linear_evaluate",
+           "linear_loss"]
 
 _INDEX_DTYPES = (torch.int64, torch.int32, torch.uint8)
 # Arguments of the losses' functions that the head supplies itself.
@@ -244,6 +246,72 @@ def reference_linear_cross_entropy(input: torch.Tensor, linear_weight: torch.Ten
                                  label_smoothing=label_smoothing)
 
 
+class LinearEvaluation(NamedTuple):
+    """Per-row results of linear_evaluate, each of the input's shape without H."""
+
+    loss: torch.Tensor  # cross-entropy lse - o_t (unweighted, unsmoothed; 0 for ignored rows), fp32 (fp64)
+    log_sum_exp: torch.Tensor  # log sum_j exp(o_j), fp32 (fp64)
+    predicted: torch.Tensor  # int64, the first class with the largest logit
+    target_rank: torch.Tensor  # int64, classes scoring strictly above the target; -1 for ignored rows
+
+    def top_k_accuracy(self, k: int = 1) -> torch.Tensor:
+        """Fraction of the rows not ignored whose target is among the k largest logits (ties count as
+        correct, as lossext.metrics.top_k_accuracy); NaN when every row is ignored."""
+        if k < 1:
+            raise ValueError(f"top_k_accuracy: k must be at least 1, got {k}")
+        counted = self.target_rank >= 0
+        return ((self.target_rank < k) & counted).sum().double() / counted.sum().double()
+
+
+def _check_evaluation(input, linear_weight, linear_bias, target):
+    _check_head("cross_entropy", input, linear_weight, linear_bias, target, probabilities=False)
+
+
+def linear_evaluate(input: torch.Tensor, linear_weight: torch.Tensor, target: torch.Tensor, *,
+                    linear_bias: Optional[torch.Tensor] = None, ignore_index: int = -100,
+                    chunk_size: Optional[int] = None, chunk_bytes: Optional[int] = None) -> LinearEvaluation:
+    """Validation of a classifier head without its logits: per row the cross-entropy, log-sum-exp,
+    predicted class and the target's rank (LinearEvaluation, whose top_k_accuracy(k) is any top-k
+    accuracy), from the same chunk loop as the fused training head, so no (N, V) tensor exists.
+    No gradient. For another loss's (or a weighted, smoothed) per-row value use
+    linear_loss(..., reduction="none") under torch.no_grad()."""
+    _check_evaluation(input, linear_weight, linear_bias, target)
+    batch_shape = tuple(input.shape[:-1])
+    rows = input.detach().reshape(-1, input.shape[-1])
+    bias = None if linear_bias is None else linear_bias.detach()
+    if not _extension.use_extension(input.device):
+        return reference_linear_evaluate(input, linear_weight, target, linear_bias=linear_bias,
+                                         ignore_index=ignore_index)
+    outputs = torch.ops.lossext.linear_cross_entropy_evaluate.default(
+        rows, linear_weight.detach(), bias, target.reshape(-1), ignore_index, chunk_size, chunk_bytes)
+    return LinearEvaluation(*(output.reshape(batch_shape) for output in outputs))
+
+
+@torch.no_grad()
+def reference_linear_evaluate(input: torch.Tensor, linear_weight: torch.Tensor, target: torch.Tensor, *,
+                              linear_bias: Optional[torch.Tensor] = None, ignore_index: int = -100,
+                              chunk_size: Optional[int] = None,
+                              chunk_bytes: Optional[int] = None) -> LinearEvaluation:
+    """The reference of linear_evaluate, from the materialised logits in fp32 (fp64 for fp64 inputs);
+    chunk_size and chunk_bytes change nothing here."""
+    _check_evaluation(input, linear_weight, linear_bias, target)
+    dtype = compute_dtype(input.dtype)
+    # The logits are rounded to the input's dtype first, as the fused path's products write them.
+    logits = F.linear(input.reshape(-1, input.shape[-1]), linear_weight, linear_bias).to(dtype)
+    flat_target = target.reshape(-1).long()
+    ignored = flat_target == ignore_index
+    if bool(((flat_target < 0) | (flat_target >= logits.shape[1]))[~ignored].any()):
+        raise IndexError("linear_evaluate: a target is out of bounds")
+    safe_target = torch.where(ignored, 0, flat_target)
+    log_sum_exp = torch.logsumexp(logits, dim=1)
+    target_logit = logits.gather(1, safe_target[:, None])[:, 0]
+    loss = torch.where(ignored, 0.0, log_sum_exp - target_logit)
+    rank = torch.where(ignored, -1, (logits > target_logit[:, None]).sum(dim=1))
+    batch_shape = tuple(input.shape[:-1])
+    return LinearEvaluation(loss.reshape(batch_shape), log_sum_exp.reshape(batch_shape),
+                            logits.argmax(dim=1).reshape(batch_shape), rank.reshape(batch_shape))
+
+
 class LinearLoss(torch.nn.Module):
     """A linear layer (`self.linear`, as torch.nn.Linear(in_features, num_classes, bias)) followed by
     the lossext loss `loss`, fused: forward(input, target) = linear_loss(loss, input, self.linear.weight,
@@ -407,3 +475,10 @@ def _registered_linear_losses() -> List[str]:
 if _extension.extension_loaded():
     for _name in _registered_linear_losses():
         _register(_name)
+
+    @torch.library.register_fake("lossext::linear_cross_entropy_evaluate")
+    def _evaluate_fake(input, linear_weight, linear_bias, target, ignore_index, chunk_rows, chunk_bytes):
+        accumulation = torch.float64 if input.dtype == torch.float64 else torch.float32
+        rows = input.shape[0]
+        return (input.new_empty((rows,), dtype=accumulation), input.new_empty((rows,), dtype=accumulation),
+                input.new_empty((rows,), dtype=torch.int64), input.new_empty((rows,), dtype=torch.int64))

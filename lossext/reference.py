@@ -301,6 +301,10 @@ def alpha_loss(input, target, alpha: float, weight=None, ignore_index: int = -10
 
 
 # The fused head's references (lossext/_linear.py): the loss's reference on the fp32 logits.
-from ._linear import reference_linear_cross_entropy as linear_cross_entropy, reference_linear_loss as linear_loss  # noqa: E402,E501
+from ._linear import (  # noqa: E402
+    reference_linear_cross_entropy as linear_cross_entropy,
+    reference_linear_evaluate as linear_evaluate,
+    reference_linear_loss as linear_loss,
+)
 
-__all__ += ["linear_cross_entropy", "linear_loss"]
+__all__ += ["linear_cross_entropy", "linear_evaluate", "linear_loss"]

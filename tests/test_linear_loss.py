@@ -465,3 +465,35 @@ def test_bad_input_names_the_argument(call, error, match):
     x, weight, bias, target = make_head(torch.float32)
     with pytest.raises(error, match=match):
         call(x, weight, bias, target)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("chunk", [dict(chunk_size=1), dict(chunk_size=7), dict()])
+def test_evaluation_without_logits(dtype, chunk):
+    """linear_evaluate's per-row cross-entropy, log-sum-exp, prediction and target rank equal those of
+    the materialised logits; its top-k accuracies equal lossext.metrics' on them."""
+    x, weight, bias, target = make_head(dtype, rows=12, hidden=8, classes=30)
+    x3, target3 = x.reshape(3, 4, 8), target.reshape(3, 4)
+    result = lossext.linear_evaluate(x3, weight, target3, linear_bias=bias, **chunk)
+    expected = lossext.reference.linear_evaluate(x3, weight, target3, linear_bias=bias)
+    assert all(r.shape == (3, 4) for r in result)
+    for got, want in zip(result, expected):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+    logits = F.linear(x, weight, bias).float()
+    for k in (1, 3, 30):
+        torch.testing.assert_close(result.top_k_accuracy(k), lossext.metrics.top_k_accuracy(logits, target, k))
+    if dtype == torch.float32:
+        loss = lossext.linear_cross_entropy(x3, weight, target3, linear_bias=bias, reduction="none")
+        torch.testing.assert_close(result.loss, loss, rtol=1e-5, atol=1e-6)
+    compiled = torch.compile(lambda *a: lossext.linear_evaluate(*a, linear_bias=bias, **chunk), fullgraph=True,
+                             backend="aot_eager")
+    for got, want in zip(compiled(x3, weight, target3), result):
+        assert torch.equal(got, want)
+
+
+def test_evaluation_opcheck_and_bad_target():
+    x, weight, bias, target = make_head(torch.float32)
+    torch.library.opcheck(torch.ops.lossext.linear_cross_entropy_evaluate.default,
+                          (x, weight, bias, target, -100, 4, None))
+    with pytest.raises(RuntimeError, match="out of bounds"):
+        lossext.linear_evaluate(x, weight, target.clamp(min=0) + V)
