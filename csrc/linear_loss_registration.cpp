@@ -16,7 +16,7 @@
 //     summed over rows in order. target, weight, params, tensor_params,
 //     ignore_index and reduction are those of <name>_forward (registration.cpp).
 //     chunk_rows: rows per chunk; else chunk_bytes: the logits buffer's size
-//     (default 64 MiB, linear_loss_op.h).
+//     (default 128 MiB, linear_loss_op.h).
 //   <name>_linear_backward(grad_output, <the forward's arguments>)
 //       -> (grad_input, grad_weight, grad_bias, tensor_params_grad)
 //     The gradients recomputed from the inputs, scaled by grad_output (one

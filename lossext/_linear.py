@@ -8,7 +8,7 @@ csrc/linear_loss_registration.cpp) run the rows in chunks: each chunk's logits g
 buffer, the loss's fused kernel turns it into its gradient in place, and the chunk's input and
 weight gradients are multiplied out before the next chunk (csrc/linear_loss_op.h). So the largest
 temporary is one chunk of logits: `chunk_size` rows, or as many as `chunk_bytes` hold (default
-64 MiB).
+128 MiB).
 
 Gradients: for reduction "mean" and "sum" they are finished in the forward (the chunk's gradient
 exists there anyway, so this costs no extra product), and backward only scales them by the upstream
@@ -154,7 +154,7 @@ def linear_loss(
     loss_kwargs are the loss's own arguments (weight, ignore_index, reduction, hinge's p and margin,
     alpha_loss's alpha, the two-scale loss's r1, r2, eta, norm, ...). Gradients flow to input,
     linear_weight, linear_bias and the two-scale loss's tensor scales. chunk_size: rows per chunk;
-    chunk_bytes: else the size of the logits buffer (default 64 MiB); recompute: see the module doc.
+    chunk_bytes: else the size of the logits buffer (default 128 MiB); recompute: see the module doc.
     """
     name, function = _resolve_loss(loss)
     args = _bind_loss_arguments(name, function, loss_kwargs)
