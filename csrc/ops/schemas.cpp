@@ -53,6 +53,27 @@
 //     statistics when None.
 //   <name>_statistics_layout() -> (int, str[])
 //     The number M of MAX-combined fields (first in the packed row) and every field's name.
+// Each row loss also has a fused linear head (the classifier head without its
+// logits; kernels in cpu/linear_losses.cpp and cuda/linear_losses.cu through
+// ops/linear_loss_op.h; fake kernels and autograd in lossext/heads/linear.py):
+//
+//   <name>_linear_forward(input, linear_weight, linear_bias, target, weight, params, tensor_params,
+//                         ignore_index, reduction, chunk_rows, chunk_bytes, grad_mask)
+//       -> (loss, grad_input, grad_weight, grad_bias, tensor_params_grad)
+//     The row loss <name> of the logits input @ linear_weight.T + linear_bias,
+//     input (N, H), linear_weight (V, H), linear_bias (V,) or None, without
+//     the (N, V) logits: the rows run in chunks through one reused buffer.
+//     grad_mask says which gradients to compute in the same pass (input,
+//     linear_weight, linear_bias, tensor_params), for an upstream gradient of
+//     one; each of the others is an empty tensor. tensor_params_grad is (P,),
+//     summed over rows in order. target, weight, params, tensor_params,
+//     ignore_index and reduction are those of <name>_forward (above).
+//     chunk_rows: rows per chunk; else chunk_bytes: the logits buffer's size
+//     (default 128 MiB, linear_loss_op.h).
+//   <name>_linear_backward(grad_output, <the forward's arguments>)
+//       -> (grad_input, grad_weight, grad_bias, tensor_params_grad)
+//     The gradients recomputed from the inputs, scaled by grad_output (one
+//     value, or (N,) for reduction none).
 #include <torch/library.h>
 
 #include "activations/all_activations.h"
@@ -87,14 +108,29 @@ namespace {
               "Tensor? grad_output, bool compute_grad) -> (Tensor, Tensor, Tensor)");                            \
   m.def(#name "_statistics_layout() -> (int, str[])", &row_statistics_layout<Loss>);
 
+#define LOSSEXT_LINEAR_LOSS_ARGUMENTS                                                                   \
+  "Tensor input, Tensor linear_weight, Tensor? linear_bias, Tensor target, Tensor? weight, float[] params, " \
+  "Tensor? tensor_params, int ignore_index, int reduction, int? chunk_rows, int? chunk_bytes, bool[4] grad_mask"
+
+#define LOSSEXT_DEFINE_LINEAR_LOSS_SCHEMAS(name, Loss)                                               \
+  m.def(#name "_linear_forward(" LOSSEXT_LINEAR_LOSS_ARGUMENTS ") -> (Tensor, Tensor, Tensor, Tensor, Tensor)"); \
+  m.def(#name "_linear_backward(Tensor grad_output, " LOSSEXT_LINEAR_LOSS_ARGUMENTS                  \
+              ") -> (Tensor, Tensor, Tensor, Tensor)");
+
 TORCH_LIBRARY(lossext, m) {
   LOSSEXT_FOR_EACH_ROW_LOSS(LOSSEXT_DEFINE_ROW_LOSS_SCHEMAS)
   LOSSEXT_FOR_EACH_ROW_LOSS(LOSSEXT_DEFINE_ROW_STATISTICS_SCHEMAS)
+  LOSSEXT_FOR_EACH_ROW_LOSS(LOSSEXT_DEFINE_LINEAR_LOSS_SCHEMAS)
+  // Evaluation of a cross-entropy head without its logits (ops/linear_evaluation.cpp says what it returns).
+  m.def("linear_cross_entropy_evaluate(Tensor input, Tensor linear_weight, Tensor? linear_bias, Tensor target, "
+        "int ignore_index, int? chunk_rows, int? chunk_bytes) -> (Tensor, Tensor, Tensor, Tensor)");
   LOSSEXT_FOR_EACH_ACTIVATION(LOSSEXT_DEFINE_ACTIVATION_SCHEMAS)
 }
 
 #undef LOSSEXT_DEFINE_ACTIVATION_SCHEMAS
 #undef LOSSEXT_DEFINE_ROW_STATISTICS_SCHEMAS
+#undef LOSSEXT_DEFINE_LINEAR_LOSS_SCHEMAS
+#undef LOSSEXT_LINEAR_LOSS_ARGUMENTS
 #undef LOSSEXT_DEFINE_ROW_LOSS_SCHEMAS
 
 }  // namespace
