@@ -84,6 +84,33 @@ def test_cross_entropy_probabilities_gradgradcheck(implementation, label_smoothi
     assert torch.autograd.gradgradcheck(fn, (input,))
 
 
+FUNCTION_CASES = [case for case in FIRST_CASES if case.values[0].autograd_function]
+
+
+@requires_extension
+@pytest.mark.parametrize("op,params", FUNCTION_CASES)
+def test_autograd_function_gradgradcheck(gradient_mode, op, params):
+    # lossext.autograd's Functions run the same backward code, so they have the same double backward.
+    input, target, weight = smooth_case(op, params)
+    function = getattr(lossext.autograd, op.autograd_function)
+
+    def fn(input):
+        return function.apply(input, target, *params.values(), weight, -100, "sum")
+
+    assert torch.autograd.gradgradcheck(fn, (input,))
+
+
+@requires_extension
+def test_cross_entropy_function_gradgradcheck(gradient_mode):
+    # Its arguments are in F.cross_entropy's order, not the table's.
+    input, target, weight = smooth_case(LOSS_BY_NAME["cross_entropy"], {})
+
+    def fn(input):
+        return lossext.autograd.CrossEntropyFunction.apply(input, target, weight, -100, "mean", 0.1)
+
+    assert torch.autograd.gradgradcheck(fn, (input,))
+
+
 def check_second_and_third_derivatives(first_derivative, inputs):
     """gradcheck of the first derivative (the second derivative; gradgradcheck alone would accept a first
     derivative without a graph, whose derivatives are zero on both sides), then gradgradcheck (the third)."""

@@ -148,8 +148,10 @@ def _prelu_products(g, x, w, v_input, v_weight):
 
 def _swish_products(g, x, beta, v_input, v_beta):
     """With s = sigmoid(beta x), s1 = s (1 - s), s2 = s1 (1 - 2 s), q = 2 s1 + beta x s2:
-    grad_input = g (s + beta x s1), grad_beta = sum g x^2 s1, so along g, v_input (s + beta x s1) (the
-    kernel's) + v_beta x^2 s1; along x, g q (beta v_input + x v_beta); along beta, sum g (v_input x q + v_beta x^3 s2)."""
+    grad_input = g (s + beta x s1), grad_beta = sum g x^2 s1, so
+    along g:    v_input (s + beta x s1) (the kernel's) + v_beta x^2 s1
+    along x:    g q (beta v_input + x v_beta)
+    along beta: sum g (v_input x q + v_beta x^3 s2)."""
     xc, gc, vc = _compute(x), _compute(g), _compute(v_input)
     b = channel_view(_compute(beta), x)
     s = logistic(b * xc)
