@@ -11,6 +11,8 @@ from typing import Optional, Tuple, Union
 
 import torch
 
+from ._values import values_are_readable
+
 # ---- Losses. ----
 
 _REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
@@ -115,7 +117,13 @@ def canonicalize(
 
 
 def check_target_range(target: torch.Tensor, num_classes: int, ignore_index: int) -> None:
-    """IndexError for a class index outside [0, C), as F.nll_loss; ignored rows are skipped."""
+    """IndexError for a class index outside [0, C), as F.nll_loss; ignored rows are skipped.
+
+    Only where the values are free to read (lossext._values): on CUDA the gather's device-side
+    assert reports a bad index, as F.nll_loss's does; meta and fake tensors have no values.
+    """
+    if not values_are_readable(target):
+        return
     valid = target[target.long() != ignore_index].long()
     if valid.numel() and (bool((valid < 0).any()) or bool((valid >= num_classes).any())):
         bad = valid[(valid < 0) | (valid >= num_classes)][0].item()

@@ -57,7 +57,7 @@ def use_extension(device: torch.device) -> bool:
     if _C is None:
         _warn_fallback_once(f"lossext._C failed to load: {_LOAD_ERROR!r}")
         return False
-    if device.type == "cpu":
+    if device.type in ("cpu", "meta"):  # meta tensors run the ops' fake kernels: shapes, no values
         return True
     if device.type == "cuda" and _C.built_with_cuda():
         return True

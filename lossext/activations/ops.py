@@ -10,7 +10,8 @@ from other code too. The autograd formula of the forward op saves one tensor for
     input       silu, gelu, leaky_relu (negative_slope < 0), elu (alpha < 0),
                 prelu and swish (with their parameter)
 
-Saving the output lets the input be freed when nothing else holds it.
+Saving the output lets the input be freed when nothing else holds it. The backward ops have
+autograd formulas of their own (lossext.activations.double_backward): double backward.
 """
 
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Callable, Dict, Sequence, Union
 import torch
 
 from .. import _extension
+from . import double_backward
 
 
 def _always(params: Sequence) -> bool:
@@ -59,6 +61,12 @@ class ScalarParamsFormula:
         ctx.saved_is_output = self.saves_output(params)
         ctx.save_for_backward(output if ctx.saved_is_output else input)
 
+    def register_double_backward(self, name: str) -> None:
+        if name == "softmax":
+            double_backward.register_softmax()
+        else:
+            double_backward.register_elementwise(name, self.saves_output, self.passes_saved_is_output)
+
     def backward(self, backward_op, ctx, grad_output):
         (saved,) = ctx.saved_tensors
         flags = (ctx.saved_is_output,) if self.passes_saved_is_output else ()
@@ -80,6 +88,9 @@ class ChannelParamFormula:
 
     def setup_context(self, ctx, inputs, output) -> None:
         ctx.save_for_backward(*inputs)
+
+    def register_double_backward(self, name: str) -> None:
+        double_backward.register_channel(name)
 
     def backward(self, backward_op, ctx, grad_output):
         input, parameter = ctx.saved_tensors
@@ -120,6 +131,7 @@ def _register(name: str, formula: Union[ScalarParamsFormula, ChannelParamFormula
         return formula.backward(backward_op, ctx, grad_output)
 
     torch.library.register_autograd(f"lossext::{name}_forward", backward, setup_context=formula.setup_context)
+    formula.register_double_backward(name)
 
 
 if _extension.extension_loaded():

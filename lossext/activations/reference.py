@@ -142,8 +142,8 @@ def hardtanh(input: torch.Tensor, min_val: float = -1.0, max_val: float = 1.0, i
     check_hardtanh_bounds(min_val, max_val)
     x = _compute(input)
     # The bounds as the input's dtype holds them, as the kernels use them.
-    lo = torch.tensor(min_val, dtype=input.dtype).item()
-    hi = torch.tensor(max_val, dtype=input.dtype).item()
+    lo = torch.tensor(min_val, dtype=input.dtype, device="cpu").item()  # CPU: also under a meta device context
+    hi = torch.tensor(max_val, dtype=input.dtype, device="cpu").item()
     lo_t = torch.full((), lo, dtype=x.dtype, device=x.device)
     hi_t = torch.full((), hi, dtype=x.dtype, device=x.device)
     clamped = torch.where(x <= lo, lo_t, torch.where(x >= hi, hi_t, x.detach()))

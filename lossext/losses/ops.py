@@ -7,13 +7,19 @@ Two ways to get the gradient, both one fused kernel per pass:
 
 * fused (the CPU default): the forward computes the gradient in the same pass
   over the logits (one read of the logits, one write of the gradient) and
-  keeps it for backward, which returns it as is when the upstream gradient is
-  exactly 1 (the usual `loss.backward()`) and scales it otherwise.
+  keeps it for backward, which hands it to autograd as is when the upstream
+  gradient is exactly 1 (the usual `loss.backward()`) and the graph is freed
+  after this backward, copies it when the graph is kept (retain_graph=True:
+  autograd accumulates into, and users may change, what it is handed, and a
+  later backward needs the buffer intact), and scales it otherwise.
 * recompute (the CUDA default): the forward saves only its inputs; backward
   reads the logits again and writes the scaled gradient. No (N, C) tensor is
   kept alive between forward and backward, and no host sync is needed to
   decide anything.
 
+Both modes save the inputs (references, no copies), and when a backward builds a graph
+(create_graph=True) both call `<name>_backward`, whose autograd formula
+(lossext.losses.double_backward) gives the second derivatives.
 LOSSEXT_GRADIENT=fused|recompute overrides the default; README.md has the numbers.
 """
 
@@ -24,6 +30,8 @@ import torch
 
 from .. import _extension
 from .._dtypes import accumulation_dtype
+from .._values import values_are_readable
+from .double_backward import register_backward_formula
 
 # The row losses lossext._C defines ops for, in the order of the C++ list (LOSSEXT_FOR_EACH_ROW_LOSS);
 # cross_entropy_probabilities is cross_entropy's op for class-probability targets.
@@ -90,7 +98,8 @@ def row_loss(
 
 
 def save_for_backward(ctx, inputs, output) -> None:
-    """setup_context of every `<name>_forward` op (also used by lossext.autograd's Functions)."""
+    """setup_context of every `<name>_forward` op (also used by lossext.autograd's Functions): the inputs,
+    and in the fused mode the gradients the forward computed."""
     input, target, weight, params, tensor_params, ignore_index, reduction, compute_grad = inputs
     loss, grad_input, row_param_grads = output
     ctx.fused = bool(compute_grad)
@@ -98,26 +107,23 @@ def save_for_backward(ctx, inputs, output) -> None:
     ctx.ignore_index = ignore_index
     ctx.reduction = reduction
     ctx.has_tensor_params = tensor_params is not None
-    if ctx.fused:
-        ctx.save_for_backward(grad_input, row_param_grads)
-    else:
-        ctx.save_for_backward(input, target, weight, tensor_params)
+    ctx.save_for_backward(input, target, weight, tensor_params, *((grad_input, row_param_grads) if ctx.fused else ()))
+    # The gradients are results, not functions autograd can differentiate (that is `<name>_backward`):
+    # differentiating them raises instead of giving zeros.
+    ctx.mark_non_differentiable(grad_input, row_param_grads)
     ctx.set_materialize_grads(False)
-
-
-def _being_traced(tensor: torch.Tensor) -> bool:
-    """True under torch.compile, AOT tracing (make_fx) or fake tensors, where reading a value is impossible."""
-    if torch.compiler.is_compiling() or type(tensor) is not torch.Tensor:
-        return True
-    modes = torch._C._TorchDispatchModeKey
-    return any(torch._C._get_dispatch_mode(key) is not None for key in (modes.PROXY, modes.FAKE))
 
 
 def _upstream_is_one(grad_loss: torch.Tensor) -> bool:
     # Only where reading the value costs no device sync and no graph break.
-    if grad_loss.device.type != "cpu" or grad_loss.numel() != 1 or _being_traced(grad_loss):
-        return False
-    return bool(grad_loss.item() == 1.0)
+    return grad_loss.numel() == 1 and values_are_readable(grad_loss) and bool(grad_loss.item() == 1.0)
+
+
+def _graph_is_kept() -> bool:
+    """Whether the running backward keeps the graph (retain_graph=True), so that this node can run again.
+    True where torch cannot say (outside a backward, or a torch without the query): a copy is always safe."""
+    query = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", None)
+    return True if query is None else bool(query())
 
 
 def _sum_rows(row_param_grads: torch.Tensor, grad_loss: Optional[torch.Tensor], reduction: int) -> torch.Tensor:
@@ -134,15 +140,19 @@ def gradients(ctx, name: str, grad_loss: Optional[torch.Tensor]):
     """(d loss/d input, d loss/d tensor_params or None) for the upstream gradient `grad_loss`."""
     if grad_loss is None:
         return None, None
-    if ctx.fused:
-        grad_input, row_param_grads = ctx.saved_tensors
+    input, target, weight, tensor_params, *fused_gradients = ctx.saved_tensors
+    # With create_graph=True grad mode is on here, and the gradient must be a differentiable function of
+    # input, tensor_params and grad_loss: the backward op is (its formula is in double_backward), the buffer is not.
+    if ctx.fused and not torch.is_grad_enabled():
+        grad_input, row_param_grads = fused_gradients
         param_grad = _sum_rows(row_param_grads, grad_loss, ctx.reduction) if ctx.has_tensor_params else None
         if _upstream_is_one(grad_loss):
-            return grad_input, param_grad
+            # The fast path hands autograd the buffer itself, which it may then accumulate into: safe only
+            # when this node will not run again.
+            return (grad_input.clone() if _graph_is_kept() else grad_input), param_grad
         if ctx.reduction == 0:
             return grad_input * grad_loss.unsqueeze(-1).to(grad_input.dtype), param_grad
         return grad_input * grad_loss.to(grad_input.dtype), param_grad
-    input, target, weight, tensor_params = ctx.saved_tensors
     grad_input, row_param_grads = row_loss_op(name, "backward")(grad_loss, input, target, weight, ctx.params,
                                                         tensor_params, ctx.ignore_index, ctx.reduction)
     param_grad = _sum_rows(row_param_grads, None, ctx.reduction) if ctx.has_tensor_params else None
@@ -171,11 +181,12 @@ def _register(name: str) -> None:
         torch._check(input.dim() == 2, lambda: f"lossext::{name}_backward: input must be 2-D")
         return input.new_empty(input.shape), row_param_grads_like(input, tensor_params, input.shape[0])
 
-    def _backward(ctx, grad_loss, _grad_of_grad_input, _grad_of_row_param_grads):
+    def _backward(ctx, grad_loss, _grad_input_is_not_differentiable, _row_param_grads_are_not_differentiable):
         grad_input, param_grad = gradients(ctx, name, grad_loss)
         return grad_input, None, None, None, param_grad, None, None, None
 
     torch.library.register_autograd(f"lossext::{name}_forward", _backward, setup_context=save_for_backward)
+    register_backward_formula(name)
 
 
 if _extension.extension_loaded():
