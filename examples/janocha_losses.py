@@ -177,8 +177,8 @@ def plot_curves(rows, panels, column, title, path, panel_key="depth", x_key="ite
         axes[r][0].set_ylabel(column.replace("_", " "))
     handles, labels = axes[0][0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="center right", fontsize=8)
-    figure.suptitle(title, fontsize=10)
-    figure.tight_layout(rect=(0, 0, 1 - 2.3 / figure.get_figwidth(), 0.95))
+    common.suptitle(figure, title)
+    figure.tight_layout(rect=(0, 0, 1 - 2.3 / figure.get_figwidth(), 1 - 0.5 / figure.get_figheight()))
     figure.savefig(path, dpi=110)
     plt.close(figure)
 
@@ -202,8 +202,8 @@ def plot_boundaries(kept, sets, path):
         axis.set_title(f"{loss}, {set_name}, depth {depth}", fontsize=8)
         axis.set_xticks([])
         axis.set_yticks([])
-    figure.suptitle("Decision boundaries (predicted class) after training; dots: training points", fontsize=10)
-    figure.tight_layout()
+    common.suptitle(figure, "Decision boundaries (predicted class) after training; dots: training points")
+    figure.tight_layout(rect=(0, 0, 1, 1 - 0.4 / figure.get_figheight()))
     figure.savefig(path, dpi=110)
     plt.close(figure)
 
@@ -428,8 +428,8 @@ def plot_by_x(rows, panel_values, x_label, column, title, path, log_x=False, y_l
     axes[0][0].set_ylabel(y_label)
     handles, labels = axes[0][0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="center right", fontsize=8)
-    figure.suptitle(title, fontsize=9, wrap=True)
-    figure.tight_layout(rect=(0, 0, 1 - 2.3 / figure.get_figwidth(), 0.9))
+    common.suptitle(figure, title)
+    figure.tight_layout(rect=(0, 0, 1 - 2.3 / figure.get_figwidth(), 1 - 0.6 / figure.get_figheight()))
     figure.savefig(path, dpi=110)
     plt.close(figure)
 

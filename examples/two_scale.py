@@ -147,8 +147,8 @@ def plot_accuracy(curves, names, path, what):
         axis.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy, mean over seeds")
     axes[1].legend(fontsize=8)
-    figure.suptitle(what, fontsize=9)
-    figure.tight_layout()
+    common.suptitle(figure, what)
+    figure.tight_layout(rect=(0, 0, 1, 1 - 0.5 / figure.get_figheight()))
     figure.savefig(path, dpi=110)
     plt.close(figure)
 
@@ -167,8 +167,8 @@ def plot_final_metric(finals, names, keys, xs, x_label, title, path, what):
         axis.grid(alpha=0.3)
     axes[0].set_ylabel("mean over seeds")
     axes[1].legend(fontsize=8)
-    figure.suptitle(what, fontsize=9)
-    figure.tight_layout()
+    common.suptitle(figure, what)
+    figure.tight_layout(rect=(0, 0, 1, 1 - 0.5 / figure.get_figheight()))
     figure.savefig(path, dpi=110)
     plt.close(figure)
 
@@ -185,8 +185,8 @@ def plot_histograms(probabilities, key, title, path, what, bins):
         axis.set_xlabel(key.replace("_", " "))
         axis.grid(alpha=0.3)
     axes[0].set_ylabel("test objects, all seeds")
-    figure.suptitle(what, fontsize=9)
-    figure.tight_layout()
+    common.suptitle(figure, what)
+    figure.tight_layout(rect=(0, 0, 1, 1 - 0.5 / figure.get_figheight()))
     figure.savefig(path, dpi=110)
     plt.close(figure)
 
@@ -216,6 +216,8 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--eval-every", type=int, default=None, help="default: iterations / 40")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--plot-only", action="store_true",
+                        help="redraw the figures and the table from the CSV files already in --results")
     parser.add_argument("--results", default=os.path.join(common.DEFAULT_RESULTS, "two_scale"))
     args = parser.parse_args(argv)
     args.seeds = args.seeds or (5 if args.quick else 30)
@@ -232,24 +234,30 @@ def main(argv=None):
             f"r1 = R0, r2 = 10 R0; mean of {args.seeds} seeds")
     os.makedirs(args.results, exist_ok=True)
     print(f"lossext backend: {lossext.backend()}; {what}; results: {args.results}")
-    started = time.perf_counter()
-    curves, finals, probabilities, scales = [], [], [], []
-    with tqdm(total=args.seeds * len(etas) * args.iterations, desc="two-scale vs cross-entropy", unit="it",
-              mininterval=2, file=sys.stdout) as progress:
-        for seed in range(args.seeds):
-            for collected, new in zip((curves, finals, probabilities, scales),
-                                      train_seed(seed, etas, data, args, progress)):
-                collected += new
-    elapsed = time.perf_counter() - started
 
     def path(name):
         return os.path.join(args.results, name)
 
-    common.write_csv(path("curves.csv"), curves, "accuracy over training, per seed; " + what)
-    common.write_csv(path("final_metrics.csv"), finals, "end of training: accuracy, top-k, acc_at; " + what)
-    common.write_csv(path("test_probabilities.csv"), probabilities,
-                     "test objects at the end of training: max and correct-class probability; " + what)
-    common.write_csv(path("scales.csv"), scales, "two-scale losses' R (eq. 9) and scales r1, r2; " + what)
+    files = {"curves": ("curves.csv", "accuracy over training, per seed"),
+             "finals": ("final_metrics.csv", "end of training: accuracy, top-k, acc_at"),
+             "probabilities": ("test_probabilities.csv", "test objects at the end of training: max and "
+                                                         "correct-class probability"),
+             "scales": ("scales.csv", "two-scale losses' R (eq. 9) and scales r1, r2")}
+    if args.plot_only:
+        rows = {key: common.read_csv(path(name)) for key, (name, _) in files.items()}
+        elapsed = None
+    else:
+        started = time.perf_counter()
+        rows = {key: [] for key in files}
+        with tqdm(total=args.seeds * len(etas) * args.iterations, desc="two-scale vs cross-entropy", unit="it",
+                  mininterval=2, file=sys.stdout) as progress:
+            for seed in range(args.seeds):
+                for key, new in zip(files, train_seed(seed, etas, data, args, progress)):
+                    rows[key] += new
+        elapsed = time.perf_counter() - started
+        for key, (name, comment) in files.items():
+            common.write_csv(path(name), rows[key], f"{comment}; {what}")
+    curves, finals, probabilities, scales = (rows[key] for key in files)
     plot_accuracy(curves, names, path("fig1_accuracy.png"), what)
     plot_final_metric(finals, names, [f"acc_at_{at:g}" for at in AT_GRID], AT_GRID, "at",
                       "close-enough accuracy acc_at (Fig. 2)", path("fig2_close_enough.png"), what)
@@ -280,7 +288,9 @@ def main(argv=None):
     print(common.format_table(summary, list(summary[0])))
     print("\n== Share of a training step spent in the loss (forward + backward)")
     print(common.format_table(shares, list(shares[0])))
-    print(f"\ntraining {elapsed:.0f} s; CSV and PNG files in {args.results}")
+    if elapsed is not None:
+        print(f"\ntraining {elapsed:.0f} s", end="; ")
+    print(f"CSV and PNG files in {args.results}")
 
 
 if __name__ == "__main__":

@@ -140,3 +140,25 @@ class StackedMLP(torch.nn.Module):
             else:
                 h = torch.nn.functional.dropout(h, step[1], self.training)
         return h
+
+
+def read_csv(path: str) -> List[Dict]:
+    """Rows written by write_csv, numbers back as int / float."""
+    def number(text):
+        for kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                pass
+        return text
+
+    with open(path, newline="") as handle:
+        lines = [line for line in handle if not line.startswith("# ")]
+    return [{key: number(value) for key, value in row.items()} for row in csv.DictReader(lines)]
+
+
+def suptitle(figure, text: str) -> None:
+    """A figure title wrapped to the figure's width (about 16 characters per inch at size 9)."""
+    import textwrap
+
+    figure.suptitle(textwrap.fill(text, int(16 * figure.get_figwidth())), fontsize=9)
