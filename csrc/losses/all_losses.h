@@ -13,6 +13,7 @@
 #include "hinge.h"
 #include "l1.h"
 #include "l2.h"
+#include "logistic.h"
 #include "regularized_expectation.h"
 #include "squared_log.h"
 #include "tanimoto.h"
@@ -31,4 +32,5 @@
   X(tanimoto, ::lossext::Tanimoto)                                       \
   X(cauchy_schwarz, ::lossext::CauchySchwarz)                            \
   X(alpha_loss, ::lossext::AlphaLoss)                                    \
-  X(two_scale_cross_entropy, ::lossext::TwoScaleCrossEntropy)
+  X(two_scale_cross_entropy, ::lossext::TwoScaleCrossEntropy)          \
+  X(logistic, ::lossext::Logistic)

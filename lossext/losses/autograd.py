@@ -26,6 +26,7 @@ __all__ = [
     "HingeFunction",
     "L1Function",
     "L2Function",
+    "LogisticFunction",
     "RegularizedExpectationFunction",
     "RowLossFunction",
     "SquaredLogFunction",
@@ -122,6 +123,12 @@ class L2Function(RowLossFunction):
     """lossext.l2 on (N, C) rows."""
 
     forward = _parameter_free_forward("l2")
+
+
+class LogisticFunction(RowLossFunction):
+    """lossext.logistic on (N, C) rows."""
+
+    forward = _parameter_free_forward("logistic")
 
 
 class ExpectationFunction(RowLossFunction):

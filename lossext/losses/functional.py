@@ -19,6 +19,7 @@ __all__ = [
     "hinge",
     "l1",
     "l2",
+    "logistic",
     "regularized_expectation",
     "squared_log",
     "tanimoto",
@@ -158,6 +159,12 @@ def l2(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor]
        reduction: str = "mean") -> torch.Tensor:
     """L2 loss against the one-hot target: sum_j (y_j - o_j)^2."""
     return _janocha_loss("l2", input, target, [], weight, ignore_index, reduction, reference.l2)
+
+
+def logistic(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
+             ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
+    """One-vs-all logistic cross-entropy: sum_j log(1 + exp(-y^_j o_j)), y^ = +1 at the target, -1 elsewhere."""
+    return _janocha_loss("logistic", input, target, [], weight, ignore_index, reduction, reference.logistic)
 
 
 def expectation(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,

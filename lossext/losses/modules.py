@@ -16,6 +16,7 @@ __all__ = [
     "HingeLoss",
     "L1Loss",
     "L2Loss",
+    "LogisticLoss",
     "RegularizedExpectationLoss",
     "SquaredLogLoss",
     "TanimotoLoss",
@@ -171,6 +172,12 @@ class L2Loss(ClassIndexLoss):
     """lossext.l2 (against the one-hot target)."""
 
     function = staticmethod(functional.l2)
+
+
+class LogisticLoss(ClassIndexLoss):
+    """lossext.logistic (one-vs-all logistic cross-entropy)."""
+
+    function = staticmethod(functional.logistic)
 
 
 class ExpectationLoss(ClassIndexLoss):

@@ -49,6 +49,7 @@ ROW_LOSS_NAMES = (
     "cauchy_schwarz",
     "alpha_loss",
     "two_scale_cross_entropy",
+    "logistic",
 )
 
 _GRADIENT_MODES = ("fused", "recompute")

@@ -24,6 +24,7 @@ __all__ = [
     "hinge",
     "l1",
     "l2",
+    "logistic",
     "regularized_expectation",
     "squared_log",
     "tanimoto",
@@ -199,6 +200,18 @@ def l2(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor]
         return w_t * (one_hot_rows(x, t) - x).pow(2).sum(1)
 
     return class_index_loss("l2", input, target, weight, ignore_index, reduction, per_row)
+
+
+def logistic(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
+             ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
+    """sum_j log(1 + exp(-y^_j o_j)) with y^_j = +1 at the target and -1 elsewhere (Mendez-Vazquez 2025,
+    Logistic-Cross Entropy), as logaddexp(0, -y^ o): no overflow, and exact where softplus switches to its
+    linear branch."""
+    def per_row(x, t, w_t):
+        margin = -(2.0 * one_hot_rows(x, t) - 1.0) * x
+        return w_t * torch.logaddexp(torch.zeros_like(margin), margin).sum(1)
+
+    return class_index_loss("logistic", input, target, weight, ignore_index, reduction, per_row)
 
 
 def expectation(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,

@@ -202,6 +202,7 @@ LOSSES: Tuple[LossInfo, ...] = (
     LossInfo("l1", module="L1Loss", autograd_function="L1Function", kinks=lambda params: (0.0, 1.0),
              sums_class_terms=True),
     LossInfo("l2", module="L2Loss", autograd_function="L2Function", sums_class_terms=True),
+    LossInfo("logistic", module="LogisticLoss", autograd_function="LogisticFunction", sums_class_terms=True),
     LossInfo("expectation", module="ExpectationLoss", autograd_function="ExpectationFunction"),
     LossInfo("regularized_expectation", module="RegularizedExpectationLoss",
              autograd_function="RegularizedExpectationFunction"),
