@@ -28,6 +28,7 @@ LOSSES = {
     "hinge": lambda: dict(p=2.0, margin=0.5),
     "l1": dict,
     "l2": dict,
+    "logistic": dict,
     "expectation": dict,
     "regularized_expectation": dict,
     "chebyshev": dict,

@@ -57,4 +57,5 @@ def test_every_listed_op_is_registered():
 
 def test_every_forward_op_is_in_a_list():
     forward_ops = {name[: -len("_forward")] for name in lossext_schemas() if name.endswith("_forward")}
-    assert forward_ops == set(ROW_LOSS_NAMES) | set(ACTIVATION_NAMES)
+    fused_heads = {f"{name}_linear" for name in ROW_LOSS_NAMES}  # <loss>_linear_forward (lossext.heads.linear)
+    assert forward_ops == set(ROW_LOSS_NAMES) | set(ACTIVATION_NAMES) | fused_heads
