@@ -248,6 +248,8 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
   constexpr bool kDense = (kNeeds & kDenseTarget) != 0;
   constexpr bool kSoftmaxLoss = (kNeeds & kSoftmax) != 0;
   constexpr int kTensorParams = TensorParamCount<Loss>::value;
+  static_assert((kNeeds & kOtherClassSums) == 0 || (kNeeds & kDenseTarget) == 0,
+                "kOtherClassSums needs a target class to leave out");
   static_assert((kNeeds & kElementwiseGradient) == 0 ||
                     ((kNeeds & kElementSum) != 0 && (kNeeds & (kSoftmax | kMaxOther | kDenseTarget)) == 0),
                 "kElementwiseGradient is for kElementSum losses without softmax, max-other or dense targets");
@@ -384,6 +386,8 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
       const V scale(s.logit_scale);
       Accumulators<kExpUnroll, V> sum_e(V(acc_t(0))), sum_e2(V(acc_t(0))), sum_wx(V(acc_t(0))),
           sum_w(V(acc_t(0))), sum_ex(V(acc_t(0)));
+      // kOtherClassSums: the target's lane is kept out of the sums of e and e^2.
+      const int64_t target_block = (kNeeds & kOtherClassSums) != 0 ? target - target % W : -1;
       const char* next_row = prefetch_next_row && row + 1 < row_end
                                  ? reinterpret_cast<const char*>(in + ptr.input_row_stride)
                                  : nullptr;
@@ -398,8 +402,12 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
         V e = (kNeeds & kScaledSoftmax) != 0 ? exponential(scale * shifted) : exponential_nonpositive(shifted);
         if (partial) e = L::keep_first(count, e, acc_t(0));  // a row of -inf or +inf has NaN padding
         L::store(e_row + j, e);
-        sum_e.lanes[k] = sum_e.lanes[k] + e;
-        if constexpr ((kNeeds & kSumExpSquared) != 0) sum_e2.lanes[k] = sum_e2.lanes[k] + e * e;
+        V summed = e;
+        if constexpr ((kNeeds & kOtherClassSums) != 0) {
+          if (j == target_block) summed = L::with_lane_zeroed(e, target - j);
+        }
+        sum_e.lanes[k] = sum_e.lanes[k] + summed;
+        if constexpr ((kNeeds & kSumExpSquared) != 0) sum_e2.lanes[k] = sum_e2.lanes[k] + summed * summed;
         // A -inf logit's term e (o - m) = 0 * -inf is taken at its limit, 0
         // (e decays faster than o - m grows): shifted is raised to -FLT_MAX.
         if constexpr ((kNeeds & kExpWeightedLogitSum) != 0) {
@@ -422,6 +430,13 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
       const acc_t sex = L::reduce_sum(sum_ex.combined(add));
       s.sum_exp = se;
       s.sum_exp_squared = se2;
+      if constexpr ((kNeeds & kOtherClassSums) != 0) {
+        const acc_t e_target = e_row[target];
+        s.sum_exp_other = se;
+        s.sum_exp_squared_other = se2;
+        s.sum_exp = se + e_target;
+        s.sum_exp_squared = se2 + e_target * e_target;
+      }
       s.weighted_logit_sum = swx;
       s.exp_weighted_logit_sum = sex;
       if constexpr (kDense) s.class_weight_total = sw;
@@ -437,6 +452,18 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
     // softmax losses and the logit otherwise; reading the logit at j before
     // writing the gradient at j keeps this right when grad aliases the input.
     const auto coeffs = Loss::coefficients(s, params, reduction, upstream);
+    if constexpr (kSoftmaxLoss && HasExpShift<std::decay_t<decltype(coeffs)>>::value) {
+      // The loss folded its gradient scale into the exponent (row_loss.h): e_j
+      // becomes exp(s (o_j - m) + shift), from the row in cache, with the
+      // general exp, which neither flushes early nor clamps a sum it overflows.
+      if (coeffs.exp_shift != acc_t(0)) {
+        const V m(s.max_logit), scale(s.logit_scale), shift(coeffs.exp_shift);
+        for (int64_t j = 0; j < C; j += W) {
+          const V logits = j + W <= C ? L::load_converted(in + j) : L::load_partial(in + j, C - j, -infinity<acc_t>());
+          L::store(e_row + j, exponential(scale * (logits - m) + shift));
+        }
+      }
+    }
     const auto z_vector = [&](int64_t j, int64_t count) {
       if constexpr (kSoftmaxLoss) return L::load(e_row + j);  // padded to a whole vector
       return count == W ? L::load_converted(in + j) : L::load_partial(in + j, count, acc_t(0));
@@ -479,7 +506,8 @@ struct CpuRowLossDriver {
     for (int64_t i = 0; i < p.rows; ++i) {
       const int64_t t = static_cast<int64_t>(target[i]);
       if (t == p.ignore_index) continue;
-      TORCH_CHECK_INDEX(t >= 0 && t < p.classes, "Target ", t, " is out of bounds.");
+      TORCH_CHECK_INDEX(t >= 0 && t < p.classes, "Target ", t, " is out of bounds: a class index must be in [0, ",
+                        p.classes, ") for ", p.classes, " classes, or ignore_index (", p.ignore_index, ")");
       total += w ? w[t] : 1.0;
     }
     return total;
@@ -510,7 +538,7 @@ struct CpuRowLossDriver {
       reduction.total_rows = p.rows;
       const acc_t* class_weight = p.class_weight.defined() ? p.class_weight.data_ptr<acc_t>() : nullptr;
       const acc_t class_weight_total =
-          class_weight ? p.class_weight.sum().item<acc_t>() : static_cast<acc_t>(p.classes);
+          class_weight ? sum_in_fixed_order(p.class_weight).item<acc_t>() : static_cast<acc_t>(p.classes);
 
       auto launch = [&](auto target_tag) {
         using target_t = decltype(target_tag);

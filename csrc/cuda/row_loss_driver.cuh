@@ -163,6 +163,11 @@ struct RowPartial {
   static constexpr bool kOther = (kNeeds & kMaxOther) != 0;
   // kSmoothingSum is relative to the max too.
   static constexpr bool kTracksMax = kSoftmaxSums || kSmoothing;
+  // kOtherClassSums: sum_exp and sum_exp_squared leave the target out while
+  // gathering, and fill_exp_sums adds its terms once. exp_weighted_sum's
+  // rebase needs the full sum_exp, hence the exclusion below.
+  static constexpr bool kOtherSums = (kNeeds & kOtherClassSums) != 0;
+  static_assert(!kOtherSums || (!kExpWeighted && !kDense), "kOtherClassSums: not with kExpWeightedLogitSum or dense");
 
   acc_t max_logit;                    // m over the elements seen (NaN-propagating)
   acc_t sum_exp;                      // sum e over o != -inf
@@ -241,8 +246,10 @@ struct RowPartial {
           const acc_t shifted = o.v[k] - max_logit;
           if constexpr (kSoftmaxSums) {
             const acc_t e = device_exp(scale * shifted);
-            sum_exp += e;
-            if constexpr (kSquaredSum) sum_exp_squared += e * e;
+            if (!kOtherSums || j + k != excluded_index) {
+              sum_exp += e;
+              if constexpr (kSquaredSum) sum_exp_squared += e * e;
+            }
             if constexpr (kExpWeighted) exp_weighted_sum += e * shifted;
           }
           if constexpr (kSmoothing) {
@@ -352,6 +359,15 @@ struct RowPartial {
       const acc_t nan = std::numeric_limits<acc_t>::quiet_NaN();
       if constexpr (kSoftmaxSums) s.sum_exp = finite_max ? sum_exp : nan;
       if constexpr (kSquaredSum) s.sum_exp_squared = finite_max ? sum_exp_squared : nan;
+      if constexpr (kOtherSums) {
+        const acc_t e_target = device_exp(s.logit_scale * (s.target_logit - s.max_logit));
+        s.sum_exp_other = s.sum_exp;
+        s.sum_exp += e_target;
+        if constexpr (kSquaredSum) {
+          s.sum_exp_squared_other = s.sum_exp_squared;
+          s.sum_exp_squared += e_target * e_target;
+        }
+      }
       if constexpr (kExpWeighted) s.exp_weighted_logit_sum = finite_max ? exp_weighted_sum : nan;
       if constexpr (kSmoothing) {
         s.weighted_logit_sum = finite_max ? shifted_weighted_sum + minus_inf_weighted_sum : nan;
@@ -431,13 +447,16 @@ struct RowLossArgs {
 
 // dl/do_j for one element: the special element (kMaxOther), the target, or
 // any other, with z_j = e_j = exp(s (o_j - m)) for softmax losses (s = 1 but
-// for kScaledSoftmax) and o_j otherwise.
+// for kScaledSoftmax; plus the coefficients' exp_shift where they have one,
+// row_loss.h) and o_j otherwise.
 template <class Loss, typename acc_t>
 LOSSEXT_HOST_DEVICE acc_t element_gradient_at(int64_t j, acc_t o, acc_t w, const RowStats<acc_t>& s, int64_t target,
                                               int64_t special_index,
                                               const typename Loss::template Coefficients<acc_t>& coeffs) {
   constexpr unsigned kNeeds = Loss::kNeeds;
-  const acc_t z = (kNeeds & kSoftmax) != 0 ? device_exp(s.logit_scale * (o - s.max_logit)) : o;
+  acc_t exponent = s.logit_scale * (o - s.max_logit);
+  if constexpr (HasExpShift<typename Loss::template Coefficients<acc_t>>::value) exponent += coeffs.exp_shift;
+  const acc_t z = (kNeeds & kSoftmax) != 0 ? device_exp(exponent) : o;
   if constexpr ((kNeeds & kMaxOther) != 0) {
     if (j == special_index) return Loss::special_gradient(z, w, coeffs);
   }
