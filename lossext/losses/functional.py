@@ -5,7 +5,7 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 
 from .. import _extension
-from .._checks import canonicalize, check_alpha, check_hinge_params, check_label_smoothing, check_two_scale_scale
+from .._checks import canonicalize, check_alpha, check_hinge_params, check_label_smoothing, check_two_scale_params
 from .._dtypes import accumulation_dtype
 from . import reference
 from .ops import row_loss
@@ -48,7 +48,10 @@ def class_index_loss(
     if _needs_reference(input, weight):
         return reference_fn()
     canonical = canonicalize(name, input, target, weight, ignore_index, reduction)
-    loss = row_loss(name, canonical.input, canonical.target, weight, params, ignore_index, canonical.reduction)
+    if canonical.input.shape[1] == 0:
+        return reference.loss_without_classes(canonical)
+    loss = row_loss(name, canonical.input, canonical.target, weight, params, canonical.ignore_index,
+                    canonical.reduction)
     return loss.reshape(canonical.batch_shape) if canonical.reduction == 0 else loss
 
 
@@ -67,6 +70,7 @@ def cross_entropy(
     or class probabilities of the input's shape.
     """
     check_label_smoothing(label_smoothing)
+    input, weight = reference.probability_target_dtypes(input, target, weight)
 
     def run_reference() -> torch.Tensor:
         return reference.cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
@@ -78,8 +82,10 @@ def cross_entropy(
                                 [label_smoothing], run_reference)
     if _needs_reference(input, weight, target):
         return run_reference()
+    if canonical.input.shape[1] == 0:
+        return reference.loss_without_classes(canonical)
     loss = row_loss("cross_entropy_probabilities", canonical.input, canonical.target, weight, [label_smoothing],
-                    ignore_index, canonical.reduction)
+                    canonical.ignore_index, canonical.reduction)
     return loss.reshape(canonical.batch_shape) if canonical.reduction == 0 else loss
 
 
@@ -87,14 +93,8 @@ def _scale_tensor(values, input: torch.Tensor) -> torch.Tensor:
     """Python floats or one-element tensors (which may require grad) as one 1-D tensor on input's device,
     in the kernels' accumulation dtype; gradients flow back to the tensors through torch.stack."""
     dtype = accumulation_dtype(input.dtype)
-    scalars = []
-    for name, value in values:
-        check_two_scale_scale(name, value, input)
-        if isinstance(value, torch.Tensor):
-            scalars.append(value.reshape(()).to(dtype))
-        else:
-            scalars.append(torch.tensor(float(value), dtype=dtype, device=input.device))
-    return torch.stack(scalars)
+    return torch.stack([value.reshape(()).to(dtype) if isinstance(value, torch.Tensor)
+                        else torch.tensor(float(value), dtype=dtype, device=input.device) for value in values])
 
 
 def two_scale_cross_entropy(
@@ -115,7 +115,8 @@ def two_scale_cross_entropy(
     one-element tensors that may require grad (scales must be positive); their gradients
     (eq. 15) come from the same kernel as the input's, summed over rows in a fixed order.
     """
-    scales = _scale_tensor([("r1", r1), ("r2", r2), ("norm", 1.0 if norm is None else norm)], input)
+    check_two_scale_params(r1, r2, eta, norm, input)
+    scales = _scale_tensor([r1, r2, 1.0 if norm is None else norm], input)
 
     def run_reference() -> torch.Tensor:
         return reference.two_scale_cross_entropy(input, target, r1, r2, eta, norm, weight, ignore_index, reduction)
