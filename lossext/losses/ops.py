@@ -14,7 +14,8 @@ Two ways to get the gradient, both one fused kernel per pass:
   kept alive between forward and backward, and no host sync is needed to
   decide anything.
 
-LOSSEXT_GRADIENT=fused|recompute overrides the default; README.md has the numbers.
+LOSSEXT_GRADIENT=fused|recompute overrides the default; README.md has the numbers. float16 inputs always
+recompute (fuses_gradient says why).
 """
 
 import os
