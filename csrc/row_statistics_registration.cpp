@@ -11,7 +11,7 @@
 //     targets are the rows' global classes. statistics (N, F) in the
 //     accumulation dtype, packed as losses/row_statistics.h describes;
 //     max_other_index (N,) int64 for losses that need the largest other
-//     logit's class, else (0,). Ignored rows get empty statistics.
+//     logit's class (kMaxOtherIndex), else (0,). Ignored rows get empty statistics.
 //   <name>_combine_statistics(statistics[], max_other_index[], tensor_params) -> (statistics, max_other_index)
 //     The statistics of the union of the blocks, in any order.
 //   <name>_rebase_statistics(statistics, max_statistics, tensor_params) -> statistics
@@ -27,8 +27,9 @@
 //     derivatives with respect to the tensor params (the same from every
 //     block). target_weight_sum, the mean's denominator, is computed from the
 //     statistics when None.
-//   <name>_statistics_layout() -> (int, str[])
-//     The number M of MAX-combined fields (first in the packed row) and every field's name.
+//   <name>_statistics_layout() -> (int, str[], bool)
+//     The number M of MAX-combined fields (first in the packed row), every
+//     field's name, and whether the loss has a max_other_index tensor.
 #include <torch/library.h>
 
 #include "losses/all_losses.h"
@@ -47,7 +48,7 @@ namespace {
               "Tensor? tensor_params, Tensor statistics, Tensor max_other_index, int class_offset, "              \
               "int num_classes, int ignore_index, int reduction, Tensor? target_weight_sum, "                    \
               "Tensor? grad_output, bool compute_grad) -> (Tensor, Tensor, Tensor)");                            \
-  m.def(#name "_statistics_layout() -> (int, str[])", &row_statistics_layout<Loss>);
+  m.def(#name "_statistics_layout() -> (int, str[], bool)", &row_statistics_layout<Loss>);
 
 TORCH_LIBRARY_FRAGMENT(lossext, m) { LOSSEXT_FOR_EACH_ROW_LOSS(LOSSEXT_DEFINE_ROW_STATISTICS_SCHEMAS) }
 
