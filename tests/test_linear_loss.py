@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import lossext
-from conftest import TOLERANCES, assert_close
+from conftest import assert_close
 
 pytestmark = pytest.mark.skipif(not lossext.extension_loaded(), reason="lossext._C is not built")
 

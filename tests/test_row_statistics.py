@@ -21,9 +21,31 @@ import pytest
 import torch
 
 import lossext
-from conftest import TOLERANCES, assert_close
+from conftest import assert_close, tolerance
 from lossext.losses.row_statistics import blockwise_row_loss, statistics_layout
-from test_ops import OP_CASES
+from lossext.losses.ops import ROW_LOSS_NAMES
+
+# Each row-loss op with the fixed and learnable params its block ops run with (dense: probability targets).
+OP_CASES = {
+    "cross_entropy": dict(params=[0.1], dense=False),
+    "cross_entropy_probabilities": dict(params=[0.1], dense=True),
+    "hinge": dict(params=[1.5, 0.5], dense=False),
+    "l1": dict(params=[], dense=False),
+    "l2": dict(params=[], dense=False),
+    "expectation": dict(params=[], dense=False),
+    "regularized_expectation": dict(params=[], dense=False),
+    "chebyshev": dict(params=[], dense=False),
+    "squared_log": dict(params=[], dense=False),
+    "tanimoto": dict(params=[], dense=False),
+    "cauchy_schwarz": dict(params=[], dense=False),
+    "alpha_loss": dict(params=[2.0], dense=False),
+    "two_scale_cross_entropy": dict(params=[0.2], tensor_params=[1.5, 4.0, 2.0], dense=False),
+    "logistic": dict(params=[], dense=False),
+}
+
+
+def test_every_row_loss_has_a_block_case():
+    assert set(OP_CASES) == set(ROW_LOSS_NAMES)
 
 pytestmark = pytest.mark.skipif(not lossext.extension_loaded(), reason="lossext._C is not built")
 
@@ -180,10 +202,10 @@ def test_two_scale_negative_scale_does_not_overflow(dtype, split):
     loss, grad, scale_grad = blockwise_row_loss("two_scale_cross_entropy", input, target, None, params, tensor_params,
                                                 -100, 2, SPLITS[split])
     assert torch.isfinite(loss) and torch.isfinite(grad).all()
-    tolerance = TOLERANCES[dtype]
-    torch.testing.assert_close(loss.double(), expected.detach(), **tolerance)
-    torch.testing.assert_close(grad.double(), expected_grad, **tolerance)
-    torch.testing.assert_close(scale_grad.double(), expected_scale_grad, rtol=tolerance["rtol"], atol=1e-4)
+    tol = tolerance(dtype)
+    torch.testing.assert_close(loss.double(), expected.detach(), rtol=tol.rtol, atol=tol.atol)
+    torch.testing.assert_close(grad.double(), expected_grad, rtol=tol.rtol, atol=tol.atol)
+    torch.testing.assert_close(scale_grad.double(), expected_scale_grad, rtol=tol.rtol, atol=1e-4)
 
 
 def test_statistics_layout():
