@@ -254,9 +254,15 @@ def public_objects():
     return sorted(seen.items())
 
 
+# The fused head takes the chosen loss's own keywords (issue 11's `linear_loss(loss, ..., **loss_kwargs)`):
+# which ones depends on `loss`, and lossext.heads.linear binds them against that loss's real signature.
+LOSS_KEYWORDS = "loss_kwargs"
+
+
 def assert_named_parameters(signature: inspect.Signature, what: str) -> None:
     variadic = [p.name for p in signature.parameters.values()
-                if p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+                if p.kind == inspect.Parameter.VAR_POSITIONAL
+                or (p.kind == inspect.Parameter.VAR_KEYWORD and p.name != LOSS_KEYWORDS)]
     assert not variadic, f"{what}{signature} takes {variadic}: name its parameters"
 
 
