@@ -212,19 +212,20 @@ def test_statistics_layout():
     """MAX-combined fields first; one packed row per input row; the index tensor for max-other losses only."""
     max_names = {"max_logit", "negated_min_logit", "max_other_logit"}
     for name in sorted(OP_CASES):
-        max_fields, names = statistics_layout(name)
+        max_fields, names, with_index = statistics_layout(name)
         assert set(names[:max_fields]) <= max_names and not set(names[max_fields:]) & max_names, name
+        assert not with_index, f"{name}: no shipped loss's gradient reads the max-other class"
         input, target, weight, params, tensor_params = loss_inputs(name, torch.float32)
         statistics, index = op(name, "block_statistics")(input, target, weight, params, tensor_params, 0, C, -100)
         assert statistics.shape == (input.shape[0], len(names)) and statistics.dtype == torch.float32
-        assert index.shape == ((input.shape[0],) if "max_other_logit" in names else (0,))
+        assert index.shape == (0,)
     assert statistics_layout("two_scale_cross_entropy")[1] == (
         "max_logit", "negated_min_logit", "max_other_logit", "sum_exp_0", "exp_weighted_sum_0", "sum_exp_1",
         "exp_weighted_sum_1", "target_logit", "target_weight")
 
 
 def test_block_statistics_of_the_target_and_the_other_blocks():
-    """The target's logit and weight come from its block alone; the max-other index is a global class."""
+    """The target's logit and weight come from its block alone; max-other leaves the target out."""
     input, _, weight, _, _ = loss_inputs("two_scale_cross_entropy", torch.float64)
     target = torch.tensor([12] * input.shape[0])
     names = statistics_layout("two_scale_cross_entropy")[1]
@@ -238,8 +239,9 @@ def test_block_statistics_of_the_target_and_the_other_blocks():
     assert torch.equal(other[:, names.index("target_logit")], torch.zeros(input.shape[0], dtype=torch.float64))
     others = input.clone()
     others[:, 12] = -float("inf")
-    assert torch.equal(blocks[10][1], others[:, 10:].argmax(1) + 10)
-    assert torch.equal(blocks[0][1], others[:, :10].argmax(1))
+    max_other = names.index("max_other_logit")
+    assert torch.equal(holding[:, max_other], others[:, 10:].amax(1))
+    assert torch.equal(other[:, max_other], others[:, :10].amax(1))
 
 
 def test_combination_is_exact_in_the_max_part_for_every_order():
@@ -255,9 +257,8 @@ def test_combination_is_exact_in_the_max_part_for_every_order():
         results.append(op(name, "combine_statistics")([parts[i][0] for i in order], [parts[i][1] for i in order],
                                                       tensor_params))
     whole = op(name, "block_statistics")(input, target, weight, params, tensor_params, 0, C, -100)
-    for statistics, index in results:
+    for statistics, _ in results:
         assert torch.equal(statistics[:, :max_fields], whole[0][:, :max_fields])
-        assert torch.equal(index, whole[1])
         assert_close(statistics, whole[0], torch.float32)
 
 

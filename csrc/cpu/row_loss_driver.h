@@ -122,10 +122,10 @@ inline int64_t vector_start_of(int64_t column) {
 }
 
 // Pass 1 of a softmax loss, the one read of the row from memory (later passes
-// find it in cache): its max and, for a scaled softmax, its min over the
-// logits above -inf (row_partial.h).
+// find it in cache): its max and, with with_min (a scaled softmax that may
+// take a negative scale), its min over the logits above -inf (row_partial.h).
 template <typename Partial, typename scalar_t, typename acc_t>
-void gather_extremes(const CpuRow<scalar_t, acc_t>& r, Partial& p) {
+LOSSEXT_ALWAYS_INLINE void gather_extremes(const CpuRow<scalar_t, acc_t>& r, Partial& p, bool with_min) {
   using L = Lane<acc_t>;
   using V = typename L::type;
   constexpr int64_t W = L::kWidth;
@@ -134,27 +134,35 @@ void gather_extremes(const CpuRow<scalar_t, acc_t>& r, Partial& p) {
   const int64_t tail = r.columns - vector_end;
   const auto larger = [](V a, V b) { return unordered_maximum(a, b); };
   const auto smaller = [](V a, V b) { return where(b < a, b, a); };  // NaN b is passed over
-  Accumulators<kUnroll, V> row_max(V(-infinity<acc_t>()));
-  Accumulators<kUnroll, V> row_min(V(infinity<acc_t>()));
-  const auto take = [&](V x, auto k) {
-    row_max.lanes[k] = unordered_maximum(row_max.lanes[k], x);
-    if constexpr (Partial::kScaled) {
-      const V above_minus_inf = where(x < V(std::numeric_limits<acc_t>::lowest()), V(infinity<acc_t>()), x);
-      row_min.lanes[k] = smaller(row_min.lanes[k], above_minus_inf);
+  const auto pass = [&](auto min_wanted) {
+    Accumulators<kUnroll, V> row_max(V(-infinity<acc_t>()));
+    Accumulators<kUnroll, V> row_min(V(infinity<acc_t>()));
+    const auto take = [&](V x, auto k) {
+      row_max.lanes[k] = unordered_maximum(row_max.lanes[k], x);
+      if constexpr (decltype(min_wanted)::value) {
+        const V above_minus_inf = where(x < V(std::numeric_limits<acc_t>::lowest()), V(infinity<acc_t>()), x);
+        row_min.lanes[k] = smaller(row_min.lanes[k], above_minus_inf);
+      }
+    };
+    for_each_vector<kUnroll>(vector_end, W, [&](int64_t j, auto k) { take(L::load_converted(r.input + j), k); });
+    if (tail > 0) {
+      take(L::load_partial(r.input + vector_end, tail, -infinity<acc_t>()), std::integral_constant<int, 0>{});
     }
+    p.max_logit = L::reduce_max(row_max.combined(larger));
+    if constexpr (decltype(min_wanted)::value) p.min_logit = -L::reduce_max(-row_min.combined(smaller));
   };
-  for_each_vector<kUnroll>(vector_end, W, [&](int64_t j, auto k) { take(L::load_converted(r.input + j), k); });
-  if (tail > 0) {
-    take(L::load_partial(r.input + vector_end, tail, -infinity<acc_t>()), std::integral_constant<int, 0>{});
+  if (Partial::kScaled && with_min) {
+    pass(std::true_type{});
+  } else {
+    pass(std::false_type{});
   }
-  p.max_logit = L::reduce_max(row_max.combined(larger));
-  if constexpr (Partial::kScaled) p.min_logit = -L::reduce_max(-row_min.combined(smaller));
 }
 
 // Pass 1 of a kElementSum loss: the sum of the loss's element values, the
 // target's left out (RowStats::element_sum).
 template <typename Loss, typename Partial, typename scalar_t, typename acc_t>
-void gather_element_sum(const CpuRow<scalar_t, acc_t>& r, Partial& p, const typename Loss::Params& params) {
+LOSSEXT_ALWAYS_INLINE void gather_element_sum(const CpuRow<scalar_t, acc_t>& r, Partial& p,
+                                              const typename Loss::Params& params) {
   using L = Lane<acc_t>;
   using V = typename L::type;
   constexpr int64_t W = L::kWidth;
@@ -179,13 +187,14 @@ void gather_element_sum(const CpuRow<scalar_t, acc_t>& r, Partial& p, const type
 }
 
 // The largest logit among the other classes, a vector max with the target's
-// lane set to -inf (the row is in cache after pass 1), then its first index by
-// a scan that stops there; -inf and no index when the target is the only
-// class. NaN propagates, as amax in the reference (which then takes the larger
-// scale of the two-scale loss): a NaN among the other logits is the max, at
-// the first NaN's index. The index is the class (first_class + column).
+// lane set to -inf (the row is in cache after pass 1), then for
+// kMaxOtherIndex its first index by a scalar scan that stops there; -inf and
+// no index when the target is the only class. NaN propagates, as amax in the
+// reference (which then takes the larger scale of the two-scale loss): a NaN
+// among the other logits is the max, at the first NaN's index. The index is
+// the class (first_class + column).
 template <typename Partial, typename scalar_t, typename acc_t>
-void gather_max_other(const CpuRow<scalar_t, acc_t>& r, Partial& p) {
+LOSSEXT_ALWAYS_INLINE void gather_max_other(const CpuRow<scalar_t, acc_t>& r, Partial& p) {
   using L = Lane<acc_t>;
   using V = typename L::type;
   constexpr int64_t W = L::kWidth;
@@ -207,23 +216,25 @@ void gather_max_other(const CpuRow<scalar_t, acc_t>& r, Partial& p) {
     other_max.lanes[0] = maximum(other_max.lanes[0], x);
   }
   const acc_t best = L::reduce_max(other_max.combined(propagating_larger));
-  const bool best_is_nan = best != best;
-  int64_t best_index = -1;
-  for (int64_t j = 0; j < r.columns; ++j) {
-    const acc_t x = static_cast<acc_t>(r.input[j]);
-    if (j != target && (best_is_nan ? x != x : x == best)) {
-      best_index = r.first_class + j;
-      break;
+  p.max_other_logit = best;
+  if constexpr (Partial::kOtherIndex) {
+    const bool best_is_nan = best != best;
+    for (int64_t j = 0; j < r.columns; ++j) {
+      const acc_t x = static_cast<acc_t>(r.input[j]);
+      if (j != target && (best_is_nan ? x != x : x == best)) {
+        p.max_other_index = r.first_class + j;
+        break;
+      }
     }
   }
-  p.max_other_logit = best;
-  p.max_other_index = best_index;
 }
 
-// Pass 1 with what follows it in cache: every statistic but the exp sums.
+// Pass 1 with what follows it in cache: every statistic but the exp sums
+// (the min only with_min).
 template <typename Loss, typename Partial, typename scalar_t, typename acc_t>
-void gather_first_pass(const CpuRow<scalar_t, acc_t>& r, Partial& p, const typename Loss::Params& params) {
-  if constexpr (Partial::kTracksMax) gather_extremes(r, p);
+LOSSEXT_ALWAYS_INLINE void gather_first_pass(const CpuRow<scalar_t, acc_t>& r, Partial& p,
+                                             const typename Loss::Params& params, bool with_min) {
+  if constexpr (Partial::kTracksMax) gather_extremes(r, p, with_min);
   if constexpr (Partial::kElements) gather_element_sum<Loss>(r, p, params);
   if constexpr (Partial::kOther) gather_max_other(r, p);
 }
@@ -238,8 +249,8 @@ void gather_first_pass(const CpuRow<scalar_t, acc_t>& r, Partial& p, const typen
 // cache and leave DRAM idle, and the next row's pass 1 then reads from L2
 // instead of waiting on DRAM.
 template <typename Loss, bool kStoreExp, bool kWeightedSums, typename Partial, typename scalar_t, typename acc_t>
-void gather_exp_sums(const CpuRow<scalar_t, acc_t>& r, Partial& p, int slot, acc_t scale, acc_t reference,
-                     acc_t* e_row, const char* next_row) {
+LOSSEXT_ALWAYS_INLINE void gather_exp_sums(const CpuRow<scalar_t, acc_t>& r, Partial& p, int slot, acc_t scale,
+                                           acc_t reference, acc_t* e_row, const char* next_row) {
   using L = Lane<acc_t>;
   using V = typename L::type;
   constexpr unsigned kNeeds = Loss::kNeeds;
@@ -254,51 +265,58 @@ void gather_exp_sums(const CpuRow<scalar_t, acc_t>& r, Partial& p, int slot, acc
   const V max_logit(p.max_logit);
   const V s(scale);
   const V lowest(std::numeric_limits<acc_t>::lowest());
-  Accumulators<kExpUnroll, V> sum_e(V(acc_t(0))), sum_e2(V(acc_t(0))), sum_wx(V(acc_t(0))), sum_w(V(acc_t(0))),
-      sum_ex(V(acc_t(0)));
-  // One vector of the pass into accumulator k; `count` < W only for the
-  // tail, whose padding lanes (logit -inf) are kept out of every sum.
-  const auto exp_step = [&](int64_t j, int64_t count, auto k) {
-    const bool partial = count < W;
-    const V logits = partial ? L::load_partial(r.input + j, count, -infinity<acc_t>()) : L::load_converted(r.input + j);
-    const V shifted = logits - ref;
-    V e;
-    if constexpr (kScaled) {
-      // s (o - ref) <= 0 by the choice of ref, but for the excluded -inf logits.
-      e = where(logits < lowest, V(acc_t(0)), exponential_nonpositive(s * shifted));
-    } else {
-      e = exponential_nonpositive(shifted);  // o - max <= 0 (or NaN) takes the cheaper exp
-    }
-    if (partial) e = L::keep_first(count, e, acc_t(0));  // a row of -inf or +inf has NaN padding
-    if constexpr (kStoreExp) L::store(e_row + j, e);
-    sum_e.lanes[k] = sum_e.lanes[k] + e;
-    if constexpr ((kNeeds & kSumExpSquared) != 0) sum_e2.lanes[k] = sum_e2.lanes[k] + e * e;
-    // An infinite o - ref where e = 0 (o = -inf; o = +inf with s < 0) is
-    // taken at its limit, e (o - ref) = 0: o - ref is clamped to the finite range.
-    if constexpr ((kNeeds & kExpWeightedLogitSum) != 0) {
-      V finite_shift = maximum(shifted, lowest);
-      if constexpr (kScaled) finite_shift = where(finite_shift > -lowest, -lowest, finite_shift);
-      sum_ex.lanes[k] = sum_ex.lanes[k] + e * finite_shift;
-    }
-    if constexpr (kWeightedSums && (kNeeds & kSmoothingSum) != 0) {
-      const V wj = w ? (partial ? L::load_partial(w + j, count, acc_t(0)) : L::load(w + j)) : V(acc_t(1));
-      const V weighted = wj * (kScaled ? logits - max_logit : shifted);  // unscaled: ref is the max
-      sum_wx.lanes[k] = sum_wx.lanes[k] + (partial ? L::keep_first(count, weighted, acc_t(0)) : weighted);
-      if constexpr (kDense) sum_w.lanes[k] = sum_w.lanes[k] + wj;  // padding loads 0
+  const auto add = [](V a, V b) { return a + b; };
+  // With masked (a scale s <= 0, or NaN): -inf logits are excluded
+  // explicitly, as s (-inf - ref) is not -inf; with s > 0, ref is the max
+  // and exp(s (o - max)) is 0 at o = -inf by itself.
+  const auto pass = [&](auto masked) {
+    constexpr bool kMasked = decltype(masked)::value;
+    Accumulators<kExpUnroll, V> sum_e(V(acc_t(0))), sum_e2(V(acc_t(0))), sum_wx(V(acc_t(0))), sum_w(V(acc_t(0))),
+        sum_ex(V(acc_t(0)));
+    // One vector of the pass into accumulator k; `count` < W only for the
+    // tail, whose padding lanes (logit -inf) are kept out of every sum.
+    const auto exp_step = [&](int64_t j, int64_t count, auto k) {
+      const bool partial = count < W;
+      const V logits =
+          partial ? L::load_partial(r.input + j, count, -infinity<acc_t>()) : L::load_converted(r.input + j);
+      const V shifted = logits - ref;
+      // s (o - ref) <= 0 (or NaN) by the choice of ref: the cheaper exp.
+      V e = exponential_nonpositive(kScaled ? s * shifted : shifted);
+      if constexpr (kMasked) e = where(logits < lowest, V(acc_t(0)), e);
+      if (partial) e = L::keep_first(count, e, acc_t(0));  // a row of -inf or +inf has NaN padding
+      if constexpr (kStoreExp) L::store(e_row + j, e);
+      sum_e.lanes[k] = sum_e.lanes[k] + e;
+      if constexpr ((kNeeds & kSumExpSquared) != 0) sum_e2.lanes[k] = sum_e2.lanes[k] + e * e;
+      // Where e = 0 because o - ref is infinite (o = -inf; o = +inf with
+      // s < 0), e (o - ref) is taken at its limit, 0.
+      if constexpr ((kNeeds & kExpWeightedLogitSum) != 0) {
+        const V finite_shift = kMasked ? where(e > V(acc_t(0)), shifted, V(acc_t(0))) : maximum(shifted, lowest);
+        sum_ex.lanes[k] = sum_ex.lanes[k] + e * finite_shift;
+      }
+      if constexpr (kWeightedSums && (kNeeds & kSmoothingSum) != 0) {
+        const V wj = w ? (partial ? L::load_partial(w + j, count, acc_t(0)) : L::load(w + j)) : V(acc_t(1));
+        const V weighted = wj * (kScaled ? logits - max_logit : shifted);  // unscaled: ref is the max
+        sum_wx.lanes[k] = sum_wx.lanes[k] + (partial ? L::keep_first(count, weighted, acc_t(0)) : weighted);
+        if constexpr (kDense) sum_w.lanes[k] = sum_w.lanes[k] + wj;  // padding loads 0
+      }
+    };
+    for_each_vector<kExpUnroll>(vector_end, W, [&](int64_t j, auto k) {
+      if (next_row) __builtin_prefetch(next_row + j * sizeof(scalar_t), /*read*/ 0, /*into L2*/ 2);
+      exp_step(j, W, k);
+    });
+    if (tail > 0) exp_step(vector_end, tail, std::integral_constant<int, 0>{});
+    p.sum_exp[slot] = L::reduce_sum(sum_e.combined(add));
+    p.sum_exp_squared[slot] = L::reduce_sum(sum_e2.combined(add));
+    p.exp_weighted_sum[slot] = L::reduce_sum(sum_ex.combined(add));
+    if constexpr (kWeightedSums) {
+      p.weighted_logit_sum = L::reduce_sum(sum_wx.combined(add));
+      if constexpr (kDense) p.weight_total = L::reduce_sum(sum_w.combined(add));
     }
   };
-  for_each_vector<kExpUnroll>(vector_end, W, [&](int64_t j, auto k) {
-    if (next_row) __builtin_prefetch(next_row + j * sizeof(scalar_t), /*read*/ 0, /*into L2*/ 2);
-    exp_step(j, W, k);
-  });
-  if (tail > 0) exp_step(vector_end, tail, std::integral_constant<int, 0>{});
-  const auto add = [](V a, V b) { return a + b; };
-  p.sum_exp[slot] = L::reduce_sum(sum_e.combined(add));
-  p.sum_exp_squared[slot] = L::reduce_sum(sum_e2.combined(add));
-  p.exp_weighted_sum[slot] = L::reduce_sum(sum_ex.combined(add));
-  if constexpr (kWeightedSums) {
-    p.weighted_logit_sum = L::reduce_sum(sum_wx.combined(add));
-    if constexpr (kDense) p.weight_total = L::reduce_sum(sum_w.combined(add));
+  if (kScaled && !(scale > acc_t(0))) {
+    pass(std::true_type{});
+  } else {
+    pass(std::false_type{});
   }
 }
 
@@ -311,8 +329,8 @@ void gather_exp_sums(const CpuRow<scalar_t, acc_t>& r, Partial& p, int slot, acc
 // input (each vector's logits are read before its gradient is written).
 // global_target is the row's target class.
 template <typename Loss, typename scalar_t, typename acc_t, typename ZVector, typename ZAt>
-void write_gradient(const CpuRow<scalar_t, acc_t>& r, const RowGradient<Loss, acc_t>& g, int64_t global_target,
-                    bool stream, ZVector&& z_vector, ZAt&& z_at) {
+LOSSEXT_ALWAYS_INLINE void write_gradient(const CpuRow<scalar_t, acc_t>& r, const RowGradient<Loss, acc_t>& g,
+                                          int64_t global_target, bool stream, ZVector&& z_vector, ZAt&& z_at) {
   using L = Lane<acc_t>;
   using V = typename L::type;
   constexpr int64_t W = L::kWidth;
@@ -341,9 +359,10 @@ void write_gradient(const CpuRow<scalar_t, acc_t>& r, const RowGradient<Loss, ac
 // The target's logit is read before the pass (open_row), so grad may alias
 // the input. Fills s.element_sum; returns the row's value().
 template <typename Loss, typename scalar_t, typename acc_t>
-acc_t run_elementwise_gradient_row(const CpuRow<scalar_t, acc_t>& r, bool stream, RowStats<acc_t>& s,
-                                   const typename Loss::Params& params, const ReductionInfo<acc_t>& reduction,
-                                   acc_t upstream, acc_t* row_param_grads) {
+LOSSEXT_ALWAYS_INLINE acc_t run_elementwise_gradient_row(const CpuRow<scalar_t, acc_t>& r, bool stream,
+                                                         RowStats<acc_t>& s, const typename Loss::Params& params,
+                                                         const ReductionInfo<acc_t>& reduction, acc_t upstream,
+                                                         acc_t* row_param_grads) {
   using L = Lane<acc_t>;
   using V = typename L::type;
   constexpr int64_t W = L::kWidth;
@@ -379,9 +398,9 @@ struct OpenedRow {
 };
 
 template <typename Loss, typename scalar_t, typename acc_t, typename target_t>
-OpenedRow<scalar_t, acc_t> open_row(int64_t row, int64_t num_classes,
-                                    const RowLossPointers<scalar_t, acc_t, target_t>& ptr, acc_t class_weight_total,
-                                    int64_t ignore_index) {
+LOSSEXT_ALWAYS_INLINE OpenedRow<scalar_t, acc_t> open_row(int64_t row, int64_t num_classes,
+                                                          const RowLossPointers<scalar_t, acc_t, target_t>& ptr,
+                                                          acc_t class_weight_total, int64_t ignore_index) {
   constexpr bool kDense = (Loss::kNeeds & kDenseTarget) != 0;
   const int64_t C = num_classes;
   OpenedRow<scalar_t, acc_t> o;
@@ -434,6 +453,13 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
   // together (2 MiB per core here, 1 MiB on most x86 cores).
   constexpr int64_t kPrefetchRowBytes = int64_t(256) << 10;
   const bool prefetch_next_row = C * static_cast<int64_t>(sizeof(scalar_t)) <= kPrefetchRowBytes;
+  // Pass 1 finds the min too when a row's scale may be negative (row_partial.h).
+  bool may_take_negative_scale = false;
+  if constexpr ((kNeeds & kScaledSoftmax) != 0) {
+    for (const acc_t scale : candidate_logit_scales<Loss, acc_t>(ptr.tensor_params).value) {
+      may_take_negative_scale = may_take_negative_scale || !(scale >= acc_t(0));
+    }
+  }
 
   for (int64_t row = row_begin; row < row_end; ++row) {
     OpenedRow<scalar_t, acc_t> opened = open_row<Loss>(row, C, ptr, class_weight_total, ignore_index);
@@ -452,7 +478,7 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
 
     // Gather the statistics and finish them: pass 1, the scale (kScaledSoftmax), pass 2.
     Partial partial = Partial::empty();
-    gather_first_pass<Loss>(r, partial, params);
+    gather_first_pass<Loss>(r, partial, params, may_take_negative_scale);
     partial.fill_statistics(s);
     choose_logit_scale<Loss>(s, params, partial.min_logit);
     if constexpr (kSoftmaxLoss) {

@@ -70,7 +70,7 @@ struct CpuRowStatisticsDriver {
       const acc_t block_weight_total = p.class_weight.defined() ? p.class_weight.sum().item<acc_t>()
                                                                 : static_cast<acc_t>(p.classes);
       acc_t* out = statistics.data_ptr<acc_t>();
-      int64_t* out_index = Partial::kOther ? max_other_index.data_ptr<int64_t>() : nullptr;
+      int64_t* out_index = Partial::kOtherIndex ? max_other_index.data_ptr<int64_t>() : nullptr;
       const bool prefetch_next_row = p.classes * static_cast<int64_t>(sizeof(scalar_t)) <= (int64_t(256) << 10);
       at::parallel_for(0, p.rows, rows_per_task(p.classes), [&](int64_t begin, int64_t end) {
         for (int64_t row = begin; row < end; ++row) {
@@ -103,7 +103,7 @@ struct CpuRowStatisticsDriver {
   template <class Loss, typename Partial, typename scalar_t, typename acc_t, typename Scales>
   static void gather_block(const CpuRow<scalar_t, acc_t>& r, Partial& partial, const typename Loss::Params& params,
                            const Scales& scales, const char* next_row) {
-    gather_first_pass<Loss>(r, partial, params);
+    gather_first_pass<Loss>(r, partial, params, /*with_min*/ true);
     if constexpr (Partial::kSoftmaxSums) {
       if (partial.max_logit == -infinity<acc_t>()) {
         // Every logit is -inf: the exp sums stay empty, and the weighted sum
@@ -137,7 +137,7 @@ struct CpuRowStatisticsDriver {
     AT_DISPATCH_FLOATING_TYPES(combined.scalar_type(), "lossext_combine_statistics", [&] {
       using acc_t = scalar_t;
       using Block = BlockStatistics<Loss, acc_t>;
-      constexpr bool kOther = Block::Partial::kOther;
+      constexpr bool kOther = Block::Partial::kOtherIndex;
       const auto scales = candidate_logit_scales<Loss, acc_t>(
           tensor_params.defined() ? tensor_params.data_ptr<acc_t>() : nullptr);
       std::vector<const acc_t*> blocks;
@@ -209,7 +209,7 @@ struct CpuRowStatisticsDriver {
       reduction.target_weight_sum = target_weight_sum.item<acc_t>();
       reduction.total_rows = p.rows;
       const acc_t* stats = statistics.data_ptr<acc_t>();
-      const int64_t* index = Block::Partial::kOther ? max_other_index.data_ptr<int64_t>() : nullptr;
+      const int64_t* index = Block::Partial::kOtherIndex ? max_other_index.data_ptr<int64_t>() : nullptr;
       const acc_t* tensor_params = p.tensor_params.defined() ? p.tensor_params.data_ptr<acc_t>() : nullptr;
       const acc_t* up = upstream.defined() ? upstream.data_ptr<acc_t>() : nullptr;
       const int64_t upstream_stride = upstream.defined() && upstream.numel() > 1 ? 1 : 0;

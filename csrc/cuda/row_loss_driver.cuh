@@ -146,8 +146,8 @@ __device__ __forceinline__ Partial shuffle_xor(const Partial& mine, int lane_mas
     p.weight_total = __shfl_xor_sync(kAllLanes, mine.weight_total, lane_mask);
   }
   if constexpr (Partial::kElements) p.element_sum = __shfl_xor_sync(kAllLanes, mine.element_sum, lane_mask);
-  if constexpr (Partial::kOther) {
-    p.max_other_logit = __shfl_xor_sync(kAllLanes, mine.max_other_logit, lane_mask);
+  if constexpr (Partial::kOther) p.max_other_logit = __shfl_xor_sync(kAllLanes, mine.max_other_logit, lane_mask);
+  if constexpr (Partial::kOtherIndex) {
     p.max_other_index = __shfl_xor_sync(kAllLanes, mine.max_other_index, lane_mask);
   }
   return p;
@@ -285,15 +285,12 @@ LOSSEXT_HOST_DEVICE void clear_ignored_row(const RowContext<scalar_t, acc_t>& r,
 }
 
 // A pass over the row for thread `rank` of `size`: its share of what kGather
-// gathers, added to `partial`, with the exp sums for logit scale `scale`.
-template <class Loss, Gather kGather, typename scalar_t, typename acc_t>
-LOSSEXT_HOST_DEVICE RowPartial<Loss, acc_t> gather_row_partial(const RowContext<scalar_t, acc_t>& r,
-                                                               const RowLossArgs<scalar_t, acc_t>& a,
-                                                               const typename Loss::Params& params, int rank,
-                                                               int size, RowPartial<Loss, acc_t> partial,
-                                                               acc_t scale) {
+// gathers, added to `partial`, with the exp sums for the logit scales `scales`.
+template <class Loss, Gather kGather, typename scalar_t, typename acc_t, int kScales>
+LOSSEXT_HOST_DEVICE RowPartial<Loss, acc_t, kScales> gather_row_partial(
+    const RowContext<scalar_t, acc_t>& r, const RowLossArgs<scalar_t, acc_t>& a, const typename Loss::Params& params,
+    int rank, int size, RowPartial<Loss, acc_t, kScales> partial, const LogitScales<acc_t, kScales>& scales) {
   constexpr int kVec = 16 / sizeof(scalar_t);
-  const LogitScales<acc_t, 1> scales = single_logit_scale(scale);
   for_each_chunk<kVec, acc_t>(r.input, a.classes, rank, size, [&](int64_t j, const auto& logits) {
     constexpr int K = std::decay_t<decltype(logits)>::kSize;
     partial.template add<kGather, K>(j, logits.v, load_weights<K>(r.weight, j).v, scales, r.target, params);
@@ -334,11 +331,13 @@ LOSSEXT_HOST_DEVICE RowStats<acc_t> context_statistics(const RowContext<scalar_t
 
 // From the row's statistics: the row's value (thread 0 writes it, and the
 // row's tensor-param derivatives) and pass 2, thread `rank`'s share of the
-// gradient, written once in the input's dtype.
+// gradient, written once in the input's dtype. For a block of a row's
+// classes (row_statistics.cu), first_class is the class of its first column
+// and r.target the target's column (-1 when it is in another block).
 template <class Loss, typename scalar_t, typename acc_t>
 LOSSEXT_HOST_DEVICE void finish_row(const RowContext<scalar_t, acc_t>& r, const RowStats<acc_t>& s,
                                     const RowLossArgs<scalar_t, acc_t>& a, const typename Loss::Params& params,
-                                    int rank, int size) {
+                                    int rank, int size, int64_t first_class = 0) {
   constexpr int kTensorParams = TensorParamCount<Loss>::value;
   constexpr int kVec = 16 / sizeof(scalar_t);
   ReductionInfo<acc_t> reduction;
@@ -351,7 +350,8 @@ LOSSEXT_HOST_DEVICE void finish_row(const RowContext<scalar_t, acc_t>& r, const 
 
   const acc_t upstream = a.upstream ? a.upstream[r.row * a.upstream_stride] : acc_t(1);
   acc_t* row_param_grads = rank == 0 && a.row_param_grads ? a.row_param_grads + r.row * kTensorParams : nullptr;
-  const RowGradient<Loss, acc_t> g = row_gradient<Loss>(s, params, reduction, upstream, row_param_grads);
+  RowGradient<Loss, acc_t> g = row_gradient<Loss>(s, params, reduction, upstream, row_param_grads);
+  if (g.special_index >= 0) g.special_index -= first_class;  // its column, outside [0, classes) if elsewhere
   auto write_gradient = [&](int64_t j, const auto& logits) {
     constexpr int K = std::decay_t<decltype(logits)>::kSize;
     const Chunk<acc_t, K> w = load_weights<K>(r.weight, j);
@@ -383,44 +383,75 @@ __device__ __forceinline__ void run_row(int64_t row, const RowLossArgs<scalar_t,
   }
   RowStats<acc_t> s = context_statistics<Loss>(r, a);
   if constexpr ((Loss::kNeeds & kScaledSoftmax) != 0) {
+    const auto unscaled = single_logit_scale(acc_t(1));
     const Partial first = group.all_reduce(gather_row_partial<Loss, Gather::kWithoutExpSums>(
-                                               r, a, params, group.rank, group.size, Partial::empty(), acc_t(1)),
-                                           single_logit_scale(acc_t(1)));
+                                               r, a, params, group.rank, group.size, Partial::empty(), unscaled),
+                                           unscaled);
     const Partial start = choose_row_scale<Loss>(first, s, params);
-    const Partial second = group.all_reduce(gather_row_partial<Loss, Gather::kExpSums>(
-                                                r, a, params, group.rank, group.size, start, s.logit_scale),
-                                            single_logit_scale(s.logit_scale));
+    const auto scale = single_logit_scale(s.logit_scale);
+    const Partial second = group.all_reduce(
+        gather_row_partial<Loss, Gather::kExpSums>(r, a, params, group.rank, group.size, start, scale), scale);
     second.fill_exp_sums(s);
   } else {
+    const auto unscaled = single_logit_scale(acc_t(1));
     const Partial total = group.all_reduce(gather_row_partial<Loss, Gather::kEverything>(
-                                               r, a, params, group.rank, group.size, Partial::empty(), acc_t(1)),
-                                           single_logit_scale(acc_t(1)));
+                                               r, a, params, group.rank, group.size, Partial::empty(), unscaled),
+                                           unscaled);
     total.fill_statistics(s);
     total.fill_exp_sums(s);
   }
   finish_row<Loss>(r, s, a, params, group.rank, group.size);
 }
 
+// A kernel's work, row by row: Task::Partial is what its row groups reduce
+// (the block kernel keeps one per warp in shared memory), task.rows() the row
+// count and task.run(row, group) one row by the threads of `group`.
 template <class Loss, typename scalar_t, typename acc_t>
-__global__ void __launch_bounds__(kWarpsPerRowBlock * kWarpSize)
-    warp_per_row_kernel(const RowLossArgs<scalar_t, acc_t> a, const typename Loss::Params params) {
+struct RowLossTask {
+  using Partial = RowPartial<Loss, acc_t>;
+  RowLossArgs<scalar_t, acc_t> args;
+  typename Loss::Params params;
+
+  __device__ __forceinline__ int64_t rows() const { return args.rows; }
+  template <class Group>
+  __device__ __forceinline__ void run(int64_t row, const Group& group) const {
+    run_row<Loss>(row, args, params, group);
+  }
+};
+
+template <class Task>
+__global__ void __launch_bounds__(kWarpsPerRowBlock * kWarpSize) warp_per_row_kernel(const Task task) {
   const WarpGroup group{static_cast<int>(threadIdx.x % kWarpSize)};
   const int64_t warp = threadIdx.x / kWarpSize;
-  for (int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerRowBlock + warp; row < a.rows;
+  for (int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerRowBlock + warp; row < task.rows();
        row += static_cast<int64_t>(gridDim.x) * kWarpsPerRowBlock) {
-    run_row<Loss>(row, a, params, group);
+    task.run(row, group);
   }
 }
 
-template <class Loss, typename scalar_t, typename acc_t>
-__global__ void __launch_bounds__(kMaxBlockThreads)
-    block_per_row_kernel(const RowLossArgs<scalar_t, acc_t> a, const typename Loss::Params params) {
-  using Partial = RowPartial<Loss, acc_t>;
+template <class Task>
+__global__ void __launch_bounds__(kMaxBlockThreads) block_per_row_kernel(const Task task) {
+  using Partial = typename Task::Partial;
   __shared__ Partial warp_partials[kMaxBlockThreads / kWarpSize];
   const BlockGroup<Partial> group{static_cast<int>(threadIdx.x), static_cast<int>(blockDim.x), warp_partials};
-  for (int64_t row = blockIdx.x; row < a.rows; row += gridDim.x) {
-    run_row<Loss>(row, a, params, group);
+  for (int64_t row = blockIdx.x; row < task.rows(); row += gridDim.x) {
+    task.run(row, group);
   }
+}
+
+// Runs `task` on `rows` rows of `classes` elements each, on the current stream:
+// a warp per row up to kMaxWarpPerRowClasses classes, else a block per row.
+template <class Task>
+void launch_rows(const Task& task, int64_t rows, int64_t classes) {
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  if (classes <= kMaxWarpPerRowClasses) {
+    const int64_t blocks = std::min((rows + kWarpsPerRowBlock - 1) / kWarpsPerRowBlock, kMaxGridBlocks);
+    warp_per_row_kernel<<<static_cast<unsigned>(blocks), kWarpsPerRowBlock * kWarpSize, 0, stream>>>(task);
+  } else {
+    const int64_t blocks = std::min(rows, kMaxGridBlocks);
+    block_per_row_kernel<<<static_cast<unsigned>(blocks), block_threads_for(classes), 0, stream>>>(task);
+  }
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 struct CudaRowLossDriver {
@@ -489,19 +520,8 @@ struct CudaRowLossDriver {
     const c10::cuda::CUDAGuard device_guard(p.input.device());
     const auto launch = [&](const auto& a) {
       using Args = std::decay_t<decltype(a)>;
-      using scalar_t = typename Args::scalar_type;
-      using acc_t = typename Args::accumulation_type;
-      const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-      if (p.classes <= kMaxWarpPerRowClasses) {
-        const int64_t blocks = std::min((p.rows + kWarpsPerRowBlock - 1) / kWarpsPerRowBlock, kMaxGridBlocks);
-        warp_per_row_kernel<Loss, scalar_t, acc_t>
-            <<<static_cast<unsigned>(blocks), kWarpsPerRowBlock * kWarpSize, 0, stream>>>(a, params);
-      } else {
-        const int64_t blocks = std::min(p.rows, kMaxGridBlocks);
-        block_per_row_kernel<Loss, scalar_t, acc_t>
-            <<<static_cast<unsigned>(blocks), block_threads_for(p.classes), 0, stream>>>(a, params);
-      }
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      using Task = RowLossTask<Loss, typename Args::scalar_type, typename Args::accumulation_type>;
+      launch_rows(Task{a, params}, p.rows, p.classes);
     };
     with_kernel_args<Loss>(p, target_weight_sum, upstream, row_values, grad_input, row_param_grads, launch);
   }

@@ -20,7 +20,7 @@ namespace lossext {
 template <class Loss, typename T>
 struct RowGradient {
   typename Loss::template Coefficients<T> coefficients;
-  int64_t special_index;  // the class special_gradient() is for (kMaxOther), -1 for none
+  int64_t special_index;  // the class special_gradient() is for (kMaxOtherIndex), -1 for none
 };
 
 // The gradient's per-row part, with the gradient of the output `upstream`
@@ -34,7 +34,7 @@ LOSSEXT_HOST_DEVICE RowGradient<Loss, T> row_gradient(const RowStats<T>& s, cons
     if (row_param_grads != nullptr) Loss::param_gradients(s, params, reduction, upstream, row_param_grads);
   }
   RowGradient<Loss, T> g{Loss::coefficients(s, params, reduction, upstream), -1};
-  if constexpr ((Loss::kNeeds & kMaxOther) != 0) {
+  if constexpr ((Loss::kNeeds & kMaxOtherIndex) != 0) {
     if (g.coefficients.special_index_used) g.special_index = s.max_other_index;
   }
   return g;
@@ -44,7 +44,7 @@ LOSSEXT_HOST_DEVICE RowGradient<Loss, T> row_gradient(const RowStats<T>& s, cons
 // is `target` (ignored for dense losses, which have none).
 template <class Loss, typename T>
 LOSSEXT_HOST_DEVICE T gradient_at(int64_t j, T z, T w, int64_t target, const RowGradient<Loss, T>& g) {
-  if constexpr ((Loss::kNeeds & kMaxOther) != 0) {
+  if constexpr ((Loss::kNeeds & kMaxOtherIndex) != 0) {
     if (j == g.special_index) return Loss::special_gradient(z, w, g.coefficients);
   }
   if constexpr ((Loss::kNeeds & kDenseTarget) == 0) {

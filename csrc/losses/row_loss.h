@@ -44,12 +44,13 @@
 // gradient in the pass that sums element_value: the CPU driver reads every
 // logit once and keeps no scratch row. value() still runs after the pass.
 //
-// Losses whose gradient has a third kind of element (the two-scale loss's
-// runner-up class; not Chebyshev, whose max_j |p_j - y_j| is always attained
-// at the target, see chebyshev.h) set kMaxOther; the driver
-// gathers the largest non-target logit and its index, and asks
-// special_gradient(z_s, w_s, coeffs) for that one element when
-// coeffs.special_index_used is true.
+// Losses that read the largest non-target logit (the two-scale loss's
+// margin) set kMaxOther. Those whose gradient also has a third kind of
+// element, at that logit's class (not Chebyshev, whose max_j |p_j - y_j| is
+// always attained at the target, see chebyshev.h; not the two-scale loss,
+// whose scale switch carries no gradient), add kMaxOtherIndex: the driver
+// also finds its index, and asks special_gradient(z_s, w_s, coeffs) for that
+// one element when coeffs.special_index_used is true.
 //
 // A loss whose params can be invalid (hinge's p < 1, a negative alpha) also
 // provides the host-only `static const char* param_error(const double* values)`:
@@ -92,13 +93,14 @@ namespace lossext {
 enum RowNeeds : unsigned {
   kSoftmax = 1u << 0,         // max_logit, sum_exp; z_j = exp(o_j - max)
   kSumExpSquared = 1u << 1,   // sum_exp_squared = sum_j exp(2 (o_j - max))
-  kMaxOther = 1u << 2,        // max_other_logit, max_other_index (j != t)
+  kMaxOther = 1u << 2,        // max_other_logit = max_{j != t} o_j
   kElementSum = 1u << 3,      // element_sum = sum_{j != t} element_value(o_j)
   kSmoothingSum = 1u << 4,    // weighted_logit_sum = sum_j w_j (o_j - m), class_weight_total = sum_j w_j
   kDenseTarget = 1u << 5,     // w is a per-row (N, C) tensor; no target index
   kScaledSoftmax = 1u << 6,   // softmax of logit_scale(stats, params) * o
   kExpWeightedLogitSum = 1u << 7,  // exp_weighted_logit_sum = sum_j z_j (o_j - m)
   kElementwiseGradient = 1u << 8,  // with kElementSum: the gradient needs no row statistic
+  kMaxOtherIndex = 1u << 9,   // with kMaxOther: max_other_index, and special_gradient there
 };
 
 // Loss::kNumTensorParams, or 0 for a loss that declares none.
@@ -120,7 +122,7 @@ struct RowStats {
   T sum_exp = 0;              // S = sum_j exp(o_j - m)       (kSoftmax)
   T sum_exp_squared = 0;      // S2 = sum_j exp(2 (o_j - m))  (kSumExpSquared)
   T max_other_logit = 0;      // max_{j != t} o_j, -inf if C == 1 (kMaxOther)
-  int64_t max_other_index = -1;
+  int64_t max_other_index = -1;  // its first class (kMaxOtherIndex)
   T element_sum = 0;          // sum_{j != t} element_value(o_j) (kElementSum)
   T weighted_logit_sum = 0;   // sum_j w_j (o_j - m)          (kSmoothingSum)
   T class_weight_total = 0;   // sum_j w_j                    (kSmoothingSum)

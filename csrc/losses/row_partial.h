@@ -10,7 +10,8 @@
 //     max_logit         max_j o_j                        (kSoftmax or kSmoothingSum)
 //     min_logit         min_j o_j over o_j != -inf       (kScaledSoftmax; combined as
 //                                                         a max of -min_logit)
-//     max_other_logit   max_{j != t} o_j, with its index (kMaxOther; the larger value, on
+//     max_other_logit   max_{j != t} o_j                 (kMaxOther; NaN wins)
+//       and its index                                    (kMaxOtherIndex; the larger value, on
 //                                                         equal values the lower index,
 //                                                         the first NaN before all: beats())
 //   SUM-combined once rebased to the combined MAX fields (online softmax,
@@ -160,6 +161,7 @@ struct RowPartial {
   static constexpr bool kDense = (kNeeds & kDenseTarget) != 0;
   static constexpr bool kElements = (kNeeds & kElementSum) != 0;
   static constexpr bool kOther = (kNeeds & kMaxOther) != 0;
+  static constexpr bool kOtherIndex = kOther && (kNeeds & kMaxOtherIndex) != 0;
   static constexpr bool kScaled = (kNeeds & kScaledSoftmax) != 0;
   // kSmoothingSum is relative to the max too.
   static constexpr bool kTracksMax = kSoftmaxSums || kSmoothing;
@@ -167,8 +169,8 @@ struct RowPartial {
 
   acc_t max_logit;                    // MAX
   acc_t min_logit;                    // MAX of -min_logit (kScaledSoftmax)
-  acc_t max_other_logit;              // MAX by beats(), with max_other_index
-  int64_t max_other_index;            // -1 while there is none
+  acc_t max_other_logit;              // MAX (by beats() with max_other_index)
+  int64_t max_other_index;            // -1 while there is none (kMaxOtherIndex)
   acc_t sum_exp[kScales];             // SUM after rebasing
   acc_t sum_exp_squared[kScales];
   acc_t exp_weighted_sum[kScales];
@@ -273,6 +275,8 @@ struct RowPartial {
         if constexpr (kSoftmaxSums) {
           if (o[k] != -infinity<acc_t>()) {
             for (int c = 0; c < kScales; ++c) {
+              // A part with nothing at a scale's reference keeps that scale's sums empty.
+              if (kGather == Gather::kExpSums && empty_at(scales.value[c])) continue;
               const acc_t shifted = o[k] - reference(scales.value[c]);
               const acc_t e = fast_exponential(scales.value[c] * shifted);
               sum_exp[c] += e;
@@ -300,9 +304,14 @@ struct RowPartial {
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         const int64_t index = j + k;
-        if (index != excluded_index && beats(o[k], index, max_other_logit, max_other_index)) {
-          max_other_logit = o[k];
-          max_other_index = index;
+        if (index == excluded_index) continue;
+        if constexpr (kOtherIndex) {
+          if (beats(o[k], index, max_other_logit, max_other_index)) {
+            max_other_logit = o[k];
+            max_other_index = index;
+          }
+        } else {
+          max_other_logit = maximum(max_other_logit, o[k]);
         }
       }
     }
@@ -331,13 +340,27 @@ struct RowPartial {
       r.weight_total = a.weight_total + b.weight_total;
     }
     if constexpr (kElements) r.element_sum = a.element_sum + b.element_sum;
-    if constexpr (kOther) {
+    if constexpr (kOtherIndex) {
       const bool take_a = a.max_other_index >= 0 &&
                           beats(a.max_other_logit, a.max_other_index, b.max_other_logit, b.max_other_index);
       r.max_other_logit = take_a ? a.max_other_logit : b.max_other_logit;
       r.max_other_index = take_a ? a.max_other_index : b.max_other_index;
+    } else if constexpr (kOther) {
+      r.max_other_logit = maximum(a.max_other_logit, b.max_other_logit);
     }
     return r;
+  }
+
+  // The fields a Gather::kExpSums pass gathers, from `exp_pass`, to complete
+  // the statistics of a Gather::kWithoutExpSums pass over the same elements.
+  LOSSEXT_HOST_DEVICE void take_exp_sums(const RowPartial& exp_pass) {
+    for (int k = 0; k < kScales; ++k) {
+      sum_exp[k] = exp_pass.sum_exp[k];
+      sum_exp_squared[k] = exp_pass.sum_exp_squared[k];
+      exp_weighted_sum[k] = exp_pass.exp_weighted_sum[k];
+    }
+    weighted_logit_sum = exp_pass.weighted_logit_sum;
+    weight_total = exp_pass.weight_total;
   }
 
   // The statistics that need no exponential: the row's max, element sum and
@@ -345,10 +368,8 @@ struct RowPartial {
   LOSSEXT_HOST_DEVICE void fill_statistics(RowStats<acc_t>& s) const {
     if constexpr (kTracksMax) s.max_logit = max_logit;
     if constexpr (kElements) s.element_sum = element_sum;
-    if constexpr (kOther) {
-      s.max_other_logit = max_other_logit;
-      s.max_other_index = max_other_index;
-    }
+    if constexpr (kOther) s.max_other_logit = max_other_logit;
+    if constexpr (kOtherIndex) s.max_other_index = max_other_index;
   }
 
   // The sums of scale `slot`, relative to s.max_logit (the reference of the

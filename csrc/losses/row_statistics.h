@@ -25,14 +25,15 @@
 //     target_logit           o_t in the target's block, 0 elsewhere     class-index losses
 //     target_weight          w_t there (1 without weights), 0 elsewhere class-index losses
 //
-// The max-other logit's index travels apart, as an int64 tensor (N,) of
-// class indices (-1: none in the block), combined with its value (the larger
-// value; on equal values the lower index; a NaN, the first NaN, before all:
-// RowPartial::beats). No shipped loss's gradient uses it (the two-scale loss
-// takes only the value, for its margin); a loss that does would exchange it
-// between processes as an order-preserving int64 key of (value, -index) in a
-// MAX reduction (for float: the value's bits made monotonic in the high 32
-// bits, 2^32 - 1 - index in the low 32).
+// For a kMaxOtherIndex loss (one whose gradient has a special element at the
+// max-other class) the index travels apart, as an int64 tensor (N,) of class
+// indices (-1: none in the block), combined with its value (the larger value;
+// on equal values the lower index; a NaN, the first NaN, before all:
+// RowPartial::beats); other losses get a (0,) tensor. No shipped loss needs
+// it (the two-scale loss reads only the value, for its margin); one that did
+// would exchange it between processes as an order-preserving int64 key of
+// (value, -index) in a MAX reduction (for float: the value's bits made
+// monotonic in the high 32 bits, 2^32 - 1 - index in the low 32).
 //
 // A sharded row therefore needs one MAX reduction of the MAX part, a local
 // rebase of each block's SUM part to the result (rebase()), and one SUM
@@ -116,7 +117,7 @@ struct BlockStatistics {
     pack_max(out);
     int i = kMaxFields;
     for_each_sum_field(*this, [&](const char*, int, const acc_t& value) { out[i++] = value; });
-    if constexpr (Partial::kOther) *max_other_index = partial.max_other_index;
+    if constexpr (Partial::kOtherIndex) *max_other_index = partial.max_other_index;
   }
 
   LOSSEXT_HOST_DEVICE static BlockStatistics unpack(const acc_t* in, const int64_t* max_other_index) {
@@ -124,7 +125,7 @@ struct BlockStatistics {
     b.unpack_max(in);
     int i = kMaxFields;
     for_each_sum_field(b, [&](const char*, int, acc_t& value) { value = in[i++]; });
-    if constexpr (Partial::kOther) b.partial.max_other_index = *max_other_index;
+    if constexpr (Partial::kOtherIndex) b.partial.max_other_index = *max_other_index;
     return b;
   }
 

@@ -37,7 +37,6 @@ struct TwoScaleCrossEntropy {
   struct Coefficients {
     T probability_scale;  // upstream-scaled s / S
     T target_offset;      // upstream-scaled s
-    bool special_index_used;
   };
 
   // The scale r of this row, r1 below the margin eta and r2 from it on.
@@ -74,7 +73,7 @@ struct TwoScaleCrossEntropy {
   LOSSEXT_HOST_DEVICE static Coefficients<T> coefficients(const RowStats<T>& s, const Params&,
                                                           const ReductionInfo<T>& reduction, T upstream) {
     const T scale = upstream * reduction.weighted_scale() * s.target_weight * s.logit_scale;
-    return Coefficients<T>{scale / s.sum_exp, scale, false};
+    return Coefficients<T>{scale / s.sum_exp, scale};
   }
 
   template <typename V, typename T>
@@ -85,11 +84,6 @@ struct TwoScaleCrossEntropy {
   template <typename T>
   LOSSEXT_HOST_DEVICE static T target_gradient(T z, T class_weight, const Coefficients<T>& c) {
     return element_gradient<T, T>(z, class_weight, c) - c.target_offset;
-  }
-
-  template <typename T>
-  LOSSEXT_HOST_DEVICE static T special_gradient(T z, T class_weight, const Coefficients<T>& c) {
-    return element_gradient<T, T>(z, class_weight, c);
   }
 
   // d(row's contribution)/d(r1, r2, R).

@@ -1,5 +1,5 @@
 // The device-independent half of the block ops of every row loss (schemas in
-// row_statistics_registration.cpp): a row's classes split into blocks of
+// ops/schemas.cpp): a row's classes split into blocks of
 // columns, each block's statistics gathered on its own, combined in any order,
 // and the loss and gradient of each block computed from the combination. The
 // packed statistics are losses/row_statistics.h's (BlockStatistics). A backend
@@ -36,10 +36,11 @@ std::string block_op_name(const char* op) {
   return std::string("lossext::") + Loss::kName + op;
 }
 
-// (number of MAX-combined fields, every field's name in packed order): the
-// layout of the statistics tensors, for callers that exchange their parts.
+// (number of MAX-combined fields, every field's name in packed order,
+// whether a max-other index tensor comes with them): the layout of the
+// statistics tensors, for callers that exchange their parts.
 template <typename Loss>
-std::tuple<int64_t, std::vector<std::string>> row_statistics_layout() {
+std::tuple<int64_t, std::vector<std::string>, bool> row_statistics_layout() {
   using Block = BlockStatistics<Loss, double>;
   std::vector<std::string> names;
   if constexpr (Block::Partial::kTracksMax) names.emplace_back("max_logit");
@@ -49,7 +50,7 @@ std::tuple<int64_t, std::vector<std::string>> row_statistics_layout() {
   Block::for_each_sum_field(block, [&](const char* name, int scale, const double&) {
     names.emplace_back(scale < 0 ? std::string(name) : std::string(name) + "_" + std::to_string(scale));
   });
-  return {Block::kMaxFields, names};
+  return {Block::kMaxFields, names, Block::Partial::kOtherIndex};
 }
 
 // The checked problem of a block: input (N, width) holds classes
@@ -83,7 +84,8 @@ std::tuple<at::Tensor, at::Tensor> row_block_statistics(const at::Tensor& input,
                                                    num_classes, ignore_index);
   const auto acc = accumulation_dtype(input.scalar_type());
   at::Tensor statistics = at::empty({p.rows, Block::kFields}, input.options().dtype(acc));
-  at::Tensor max_other_index = at::empty({Block::Partial::kOther ? p.rows : 0}, input.options().dtype(at::kLong));
+  at::Tensor max_other_index =
+      at::empty({Block::Partial::kOtherIndex ? p.rows : 0}, input.options().dtype(at::kLong));
   if (p.rows > 0) {
     Driver::template block_statistics<Loss>(p, Loss::make_params(params.data()), class_offset, num_classes,
                                             statistics, max_other_index);
@@ -106,11 +108,11 @@ at::Tensor checked_statistics(const std::string& op, const at::Tensor& statistic
 }
 
 // Checks the max-other indices of `statistics` (as <loss>_block_statistics
-// returns them: (N,) for kMaxOther losses, else (0,)); returns them contiguous.
+// returns them: (N,) for kMaxOtherIndex losses, else (0,)); returns them contiguous.
 template <typename Loss>
 at::Tensor checked_max_other_index(const std::string& op, const at::Tensor& max_other_index,
                                    const at::Tensor& statistics) {
-  const int64_t rows = BlockStatistics<Loss, double>::Partial::kOther ? statistics.size(0) : 0;
+  const int64_t rows = BlockStatistics<Loss, double>::Partial::kOtherIndex ? statistics.size(0) : 0;
   TORCH_CHECK(max_other_index.dim() == 1 && max_other_index.size(0) == rows &&
                   max_other_index.scalar_type() == at::kLong && max_other_index.device() == statistics.device(),
               op, ": max_other_index must be an int64 tensor of shape (", rows, ",) on ", statistics.device(),

@@ -35,7 +35,7 @@
 //     targets are the rows' global classes. statistics (N, F) in the
 //     accumulation dtype, packed as losses/row_statistics.h describes;
 //     max_other_index (N,) int64 for losses that need the largest other
-//     logit's class, else (0,). Ignored rows get empty statistics.
+//     logit's class (kMaxOtherIndex), else (0,). Ignored rows get empty statistics.
 //   <name>_combine_statistics(statistics[], max_other_index[], tensor_params) -> (statistics, max_other_index)
 //     The statistics of the union of the blocks, in any order.
 //   <name>_rebase_statistics(statistics, max_statistics, tensor_params) -> statistics
@@ -51,8 +51,9 @@
 //     derivatives with respect to the tensor params (the same from every
 //     block). target_weight_sum, the mean's denominator, is computed from the
 //     statistics when None.
-//   <name>_statistics_layout() -> (int, str[])
-//     The number M of MAX-combined fields (first in the packed row) and every field's name.
+//   <name>_statistics_layout() -> (int, str[], bool)
+//     The number M of MAX-combined fields (first in the packed row), every
+//     field's name, and whether the loss has a max_other_index tensor.
 // Each row loss also has a fused linear head (the classifier head without its
 // logits; kernels in cpu/linear_losses.cpp and cuda/linear_losses.cu through
 // ops/linear_loss_op.h; fake kernels and autograd in lossext/heads/linear.py):
@@ -106,7 +107,7 @@ namespace {
               "Tensor? tensor_params, Tensor statistics, Tensor max_other_index, int class_offset, "              \
               "int num_classes, int ignore_index, int reduction, Tensor? target_weight_sum, "                    \
               "Tensor? grad_output, bool compute_grad) -> (Tensor, Tensor, Tensor)");                            \
-  m.def(#name "_statistics_layout() -> (int, str[])", &row_statistics_layout<Loss>);
+  m.def(#name "_statistics_layout() -> (int, str[], bool)", &row_statistics_layout<Loss>);
 
 #define LOSSEXT_LINEAR_LOSS_ARGUMENTS                                                                   \
   "Tensor input, Tensor linear_weight, Tensor? linear_bias, Tensor target, Tensor? weight, float[] params, " \

@@ -1,7 +1,7 @@
 """Fake kernels of the row losses' block ops, and a loss computed block by block.
 
 A row's classes split into blocks of columns; for each row loss `<name>` (schemas in
-csrc/row_statistics_registration.cpp, packed layout in csrc/losses/row_statistics.h):
+csrc/ops/schemas.cpp, packed layout in csrc/losses/row_statistics.h):
 
 * `<name>_block_statistics(input, target, weight, params, tensor_params, class_offset, num_classes,
   ignore_index) -> (statistics, max_other_index)`: the statistics of one block (input (N, width) holding
@@ -35,20 +35,17 @@ def _accumulation_dtype(input: torch.Tensor) -> torch.dtype:
 
 
 @functools.lru_cache(maxsize=None)
-def statistics_layout(name: str) -> Tuple[int, Tuple[str, ...]]:
-    """(M, names): the number of MAX-combined fields, first in a packed statistics row, and the name of
-    every field in packed order (csrc/losses/row_statistics.h)."""
-    max_fields, names = getattr(torch.ops.lossext, f"{name}_statistics_layout")()
-    return max_fields, tuple(names)
-
-
-def _needs_max_other_index(name: str) -> bool:
-    return "max_other_logit" in statistics_layout(name)[1]
+def statistics_layout(name: str) -> Tuple[int, Tuple[str, ...], bool]:
+    """(M, names, with_index): the number of MAX-combined fields, first in a packed statistics row, the
+    name of every field in packed order (csrc/losses/row_statistics.h), and whether the loss's statistics
+    come with a max_other_index tensor (N,) (else it is (0,))."""
+    max_fields, names, with_index = getattr(torch.ops.lossext, f"{name}_statistics_layout")()
+    return max_fields, tuple(names), with_index
 
 
 def _register(name: str) -> None:
-    fields = len(statistics_layout(name)[1])
-    with_index = _needs_max_other_index(name)
+    _, names, with_index = statistics_layout(name)
+    fields = len(names)
 
     @torch.library.register_fake(f"lossext::{name}_block_statistics")
     def _statistics_fake(input, target, weight, params, tensor_params, class_offset, num_classes, ignore_index):

@@ -23,7 +23,8 @@ namespace testing {
 template <unsigned kExtraNeeds>
 struct StatisticsProbe {
   static constexpr unsigned kNeeds =
-      kSoftmax | kSumExpSquared | kMaxOther | kElementSum | kSmoothingSum | kExpWeightedLogitSum | kExtraNeeds;
+      kSoftmax | kSumExpSquared | kMaxOther | kMaxOtherIndex | kElementSum | kSmoothingSum | kExpWeightedLogitSum |
+      kExtraNeeds;
   static constexpr const char* kName = "statistics_probe";
   static constexpr int kNumParams = 3;
   static constexpr int kNumTensorParams = (kExtraNeeds & kScaledSoftmax) != 0 ? 2 : 0;

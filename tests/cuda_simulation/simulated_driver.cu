@@ -57,7 +57,7 @@ struct SimulatedCudaDriver {
     if constexpr ((Loss::kNeeds & kScaledSoftmax) != 0) {
       const std::vector<Partial> first = all_reduce([&](int rank) {
         return cuda::gather_row_partial<Loss, Gather::kWithoutExpSums>(r, a, params, rank, size, Partial::empty(),
-                                                                       acc_t(1));
+                                                                       single_logit_scale(acc_t(1)));
       }, acc_t(1));
       std::vector<Partial> start(size);
       for (int rank = 0; rank < size; ++rank) {
@@ -65,13 +65,13 @@ struct SimulatedCudaDriver {
       }
       const std::vector<Partial> second = all_reduce([&](int rank) {
         return cuda::gather_row_partial<Loss, Gather::kExpSums>(r, a, params, rank, size, start[rank],
-                                                                stats[rank].logit_scale);
+                                                                single_logit_scale(stats[rank].logit_scale));
       }, stats[0].logit_scale);
       for (int rank = 0; rank < size; ++rank) second[rank].fill_exp_sums(stats[rank]);
     } else {
       const std::vector<Partial> totals = all_reduce([&](int rank) {
         return cuda::gather_row_partial<Loss, Gather::kEverything>(r, a, params, rank, size, Partial::empty(),
-                                                                   acc_t(1));
+                                                                   single_logit_scale(acc_t(1)));
       }, acc_t(1));
       for (int rank = 0; rank < size; ++rank) {
         totals[rank].fill_statistics(stats[rank]);
