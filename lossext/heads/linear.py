@@ -18,16 +18,16 @@ the forward computes the loss alone and backward recomputes the logits, one prod
 `recompute=True`, which keeps no gradient alive between forward and backward (the inputs only).
 """
 
-import inspect
-from typing import Callable, Dict, List, NamedTuple, Optional, Tuple, Union
+from typing import Callable, NamedTuple, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 
 from .. import _extension
-from .._checks import check_alpha, check_hinge_params, check_label_smoothing, reduction_code
+from .._checks import reduction_code
 from .._dtypes import accumulation_dtype as compute_dtype
-from ..losses import functional, reference
+from ..losses import reference
+from ..losses.binding import bind_loss_arguments, op_arguments, resolve_loss
 from ..losses import ops as _ops
 from ..losses.ops import ROW_LOSS_NAMES
 
@@ -35,39 +35,6 @@ __all__ = ["LinearCrossEntropyLoss", "LinearEvaluation", "LinearLoss", "linear_c
            "linear_loss"]
 
 _INDEX_DTYPES = (torch.int64, torch.int32, torch.uint8)
-# Arguments of the losses' functions that the head supplies itself.
-_HEAD_ARGUMENTS = ("input", "target")
-
-
-def _loss_functions() -> Dict[str, Callable]:
-    """Every lossext loss by name: the functions of lossext.functional taking (input, target, ...)."""
-    losses = {}
-    for name in functional.__all__:
-        function = getattr(functional, name)
-        if list(inspect.signature(function).parameters)[:2] == list(_HEAD_ARGUMENTS):
-            losses[name] = function
-    return losses
-
-
-def _resolve_loss(loss: Union[str, Callable]) -> Tuple[str, Callable]:
-    losses = _loss_functions()
-    name = loss if isinstance(loss, str) else getattr(loss, "__name__", None)
-    if name not in losses or (not isinstance(loss, str) and loss is not losses[name]):
-        raise ValueError(f"linear_loss: loss must be one of {sorted(losses)} (a name or the lossext function), "
-                         f"got {loss!r}")
-    return name, losses[name]
-
-
-def _bind_loss_arguments(name: str, function: Callable, loss_kwargs: dict) -> dict:
-    """The loss's own keyword arguments with its defaults filled in (TypeError for unknown ones)."""
-    signature = inspect.signature(function)
-    own = [parameter for key, parameter in signature.parameters.items() if key not in _HEAD_ARGUMENTS]
-    try:
-        bound = signature.replace(parameters=own).bind(**loss_kwargs)
-    except TypeError as error:
-        raise TypeError(f"linear_loss: {name}: {error}") from None
-    bound.apply_defaults()
-    return dict(bound.arguments)
 
 
 def _is_probability_target(name: str, input: torch.Tensor, linear_weight: torch.Tensor,
@@ -117,36 +84,6 @@ def _check_head(name: str, input: torch.Tensor, linear_weight: torch.Tensor, lin
                          f"got {list(target.shape)}")
 
 
-# Checks of a loss's own scalars, raised as lossext.<loss> raises them (ValueError).
-_PARAM_CHECKS = {
-    "cross_entropy": lambda args: check_label_smoothing(args["label_smoothing"]),
-    "hinge": lambda args: check_hinge_params(args["p"], args["margin"]),
-    "alpha_loss": lambda args: check_alpha(args["alpha"]),
-}
-
-
-# The arguments every class-index loss takes besides its own parameters.
-_COMMON_ARGUMENTS = ("input", "target", "weight", "ignore_index", "reduction")
-
-
-def _own_parameters(function: Callable) -> List[inspect.Parameter]:
-    """A loss function's own parameters (hinge's p and margin, alpha_loss's alpha), in the order its op takes them."""
-    return [parameter for parameter in inspect.signature(function).parameters.values()
-            if parameter.name not in _COMMON_ARGUMENTS]
-
-
-def _op_arguments(name: str, function: Callable, args: dict, input: torch.Tensor,
-                  probabilities: bool) -> Tuple[str, List[float], Optional[torch.Tensor]]:
-    """(op name, params, tensor_params) of lossext.<name> called with `args`, as lossext.functional passes them."""
-    _PARAM_CHECKS.get(name, lambda args: None)(args)
-    if name == "two_scale_cross_entropy":
-        norm = 1.0 if args["norm"] is None else args["norm"]
-        scales = functional._scale_tensor([("r1", args["r1"]), ("r2", args["r2"]), ("norm", norm)], input)
-        return name, [float(args["eta"])], scales
-    params = [float(args[parameter.name]) for parameter in _own_parameters(function)]
-    return ("cross_entropy_probabilities" if probabilities else name), params, None
-
-
 def linear_loss(
     loss: Union[str, Callable],
     input: torch.Tensor,
@@ -169,8 +106,8 @@ def linear_loss(
     linear_weight, linear_bias and the two-scale loss's tensor scales. chunk_size: rows per chunk;
     chunk_bytes: else the size of the logits buffer (default 128 MiB); recompute: see the module doc.
     """
-    name, function = _resolve_loss(loss)
-    args = _bind_loss_arguments(name, function, loss_kwargs)
+    name, function = resolve_loss(loss, "linear_loss")
+    args = bind_loss_arguments(name, function, loss_kwargs, "linear_loss")
     probabilities = _is_probability_target(name, input, linear_weight, target)
     _check_head(name, input, linear_weight, linear_bias, target, probabilities)
     weight = args.get("weight")
@@ -179,7 +116,7 @@ def linear_loss(
     if not _extension.use_extension(input.device) or any(
             t is not None and t.requires_grad for t in (weight, target if probabilities else None)):
         return reference_linear_loss(name, input, linear_weight, target, linear_bias=linear_bias, **args)
-    op_name, params, tensor_params = _op_arguments(name, function, args, input, probabilities)
+    op_name, params, tensor_params = op_arguments(name, function, args, input, probabilities)
     if weight is not None and (weight.dim() != 1 or weight.shape[0] != linear_weight.shape[0]):
         raise RuntimeError(f"linear_loss({name}): weight tensor should be defined either for all "
                            f"{linear_weight.shape[0]} classes or no classes but got weight tensor of shape: "
@@ -230,8 +167,8 @@ def reference_linear_loss(loss: Union[str, Callable], input: torch.Tensor, linea
     """The reference of linear_loss: lossext.reference.<loss> of input @ linear_weight.T + linear_bias,
     all computed in float32 (float64 for float64 inputs), the result in the input's dtype. It takes
     linear_loss's arguments; chunk_size, chunk_bytes and recompute change nothing here."""
-    name, function = _resolve_loss(loss)
-    args = _bind_loss_arguments(name, function, loss_kwargs)
+    name, function = resolve_loss(loss, "linear_loss")
+    args = bind_loss_arguments(name, function, loss_kwargs, "linear_loss")
     probabilities = _is_probability_target(name, input, linear_weight, target)
     _check_head(name, input, linear_weight, linear_bias, target, probabilities)
     dtype = compute_dtype(input.dtype)
@@ -338,13 +275,13 @@ class LinearLoss(torch.nn.Module):
                  device=None, dtype=None, chunk_size: Optional[int] = None, chunk_bytes: Optional[int] = None,
                  recompute: bool = False, **loss_kwargs) -> None:
         super().__init__()
-        self.loss_name, function = _resolve_loss(loss)
-        self.loss_argument_names = tuple(_bind_loss_arguments(self.loss_name, function, loss_kwargs))
+        self.loss_name, function = resolve_loss(loss, "linear_loss")
+        self.loss_argument_names = tuple(bind_loss_arguments(self.loss_name, function, loss_kwargs, "LinearLoss"))
         self.linear = torch.nn.Linear(in_features, num_classes, bias=bias, device=device, dtype=dtype)
         self.chunk_size = chunk_size
         self.chunk_bytes = chunk_bytes
         self.recompute = recompute
-        for key, value in _bind_loss_arguments(self.loss_name, function, loss_kwargs).items():
+        for key, value in bind_loss_arguments(self.loss_name, function, loss_kwargs, "LinearLoss").items():
             if isinstance(value, torch.Tensor) and not isinstance(value, torch.nn.Parameter):
                 self.register_buffer(key, value)
             else:
