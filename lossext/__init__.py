@@ -9,12 +9,17 @@ The code lives in lossext.losses and lossext.activations; lossext.functional,
 lossext.nn, lossext.reference and lossext.autograd gather their public names.
 """
 
+import torch
+
 from . import activations, autograd, functional, metrics, nn, reference
 from ._extension import backend, extension_loaded, set_backend
 from .functional import *  # noqa: F401,F403  (every loss and activation function)
 from .losses import row_statistics  # noqa: F401  (registers the block ops' fake kernels)
 from .losses.ops import set_gradient_mode
 from .nn import parameter_norm
+
+if torch.distributed.is_available():
+    from . import distributed  # noqa: F401  (the vocabulary-parallel losses; routes class-sharded DTensors)
 
 __version__ = "0.1.0"
 

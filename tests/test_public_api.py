@@ -32,6 +32,7 @@ FACADES = [
     "lossext.activations",
     "lossext.activation_reference",
     "lossext.activation_modules",
+    "lossext.distributed",
 ]
 IMPLEMENTATIONS = [
     "lossext.losses.functional",
@@ -41,6 +42,9 @@ IMPLEMENTATIONS = [
     "lossext.activations.functional",
     "lossext.activations.reference",
     "lossext.activations.modules",
+    "lossext.distributed.losses",
+    "lossext.distributed.linear",
+    "lossext.distributed.dtensor",
 ]
 
 # Each module's __all__ before the package was split into lossext.losses and lossext.activations:

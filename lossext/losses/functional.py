@@ -6,6 +6,7 @@ import torch
 
 from .. import _extension
 from .._checks import canonicalize, check_alpha, check_hinge_params, check_label_smoothing, check_two_scale_scale
+from .._dtensor import routes_dtensor
 from .._dtypes import accumulation_dtype
 from . import reference
 from .ops import row_loss
@@ -211,3 +212,8 @@ def alpha_loss(input: torch.Tensor, target: torch.Tensor, alpha: float, weight: 
     cross-entropy at alpha = 1, 1 - p_t at alpha = inf."""
     check_alpha(alpha)
     return _janocha_loss("alpha_loss", input, target, [alpha], weight, ignore_index, reduction, reference.alpha_loss)
+
+
+# A DTensor input sharded on its class dimension runs the vocabulary-parallel loss (lossext.distributed).
+for _name in __all__:
+    globals()[_name] = routes_dtensor(globals()[_name])
