@@ -16,8 +16,16 @@ import shutil
 
 from setuptools import find_packages, setup
 
-import torch
-from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+try:
+    import torch
+    from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+except ImportError:
+    # pip's build isolation runs this in a fresh environment without torch, and lossext must compile
+    # against the torch it will run with (an extension built against another torch may not load):
+    # pyproject.toml therefore does not list torch, and the build stops here instead of fetching one.
+    raise SystemExit("lossext builds against the torch already installed, which this build environment "
+                     "does not see: install torch, then `pip install --no-build-isolation .` (or "
+                     "`pip install --no-build-isolation lossext-<version>.tar.gz`)") from None
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 

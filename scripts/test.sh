@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: set up, build, run the Python tests, build and run the
-# C++ test with CMake/ctest, and prove the CUDA sources compile.
+# C++ test with CMake/ctest, check the packaging, and prove the CUDA sources compile.
 #   LOSSEXT_SKIP_CUDA_CHECK=1   skip the CUDA compile check (it installs a CUDA torch in its own venv)
 #   extra arguments go to pytest
 set -euo pipefail
@@ -20,6 +20,9 @@ cmake -S "$repo" -B "$cmake_build" -DCMAKE_PREFIX_PATH="$torch_prefix" -DCMAKE_B
   -DLOSSEXT_BUILD_TESTS=ON -DLOSSEXT_WITH_CUDA=OFF > "$cmake_build.log" 2>&1 || { cat "$cmake_build.log"; exit 1; }
 cmake --build "$cmake_build" -j 2 >> "$cmake_build.log" 2>&1 || { cat "$cmake_build.log"; exit 1; }
 ctest --test-dir "$cmake_build" --output-on-failure
+
+echo "== packaging: sdist, a wheel from it in a clean venv, the isolated build's stop"
+bash "$repo/scripts/package_check.sh"
 
 if [ "${LOSSEXT_SKIP_CUDA_CHECK:-0}" != "1" ]; then
   echo "== CUDA compile check"
