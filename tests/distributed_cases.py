@@ -359,6 +359,25 @@ def check_dtensor(ctx: Context, reduction: str, weighted: bool):
           1.0 / ROWS if reduction == "mean" else 1.0)
 
 
+def check_module_exchanges_sizes_once(ctx: Context):
+    """VocabParallelLoss: one all_gather on the first call, then only the loss's all-reduces."""
+    sizes = ctx.sizes()
+    torch.manual_seed(23)
+    whole = torch.randn(ROWS, CLASSES, dtype=torch.float64)
+    target = torch.randint(0, CLASSES, (ROWS,))
+    module = ldist.VocabParallelLoss("hinge", p=2.0, margin=0.5)
+    local = whole[:, ctx.my_classes(sizes)]
+    calls = []
+    for _ in range(2):
+        counter = CollectiveCounter()
+        with counter.active():
+            value = module(local, target)
+        calls.append(counter.calls)
+        close(value, lossext.hinge(whole, target, p=2.0, margin=0.5), torch.float64, "VocabParallelLoss")
+    assert calls == [["all_gather", "all_reduce"], ["all_reduce"]], f"VocabParallelLoss collectives {calls}"
+    assert module.class_sizes == sizes, module.class_sizes
+
+
 def check_ddp_step(ctx: Context):
     """A DDP step of a model with a lossext loss equals the single-process step on the whole batch."""
     torch.manual_seed(21)
@@ -415,6 +434,7 @@ def cases(ctx: Context) -> Dict[str, Callable[[], None]]:
     table["minus-inf-slice"] = lambda: check_minus_inf_slice(ctx)
     table["gathered-reference"] = lambda: check_gathered_reference(ctx)
     table["ddp-step"] = lambda: check_ddp_step(ctx)
+    table["module-exchanges-sizes-once"] = lambda: check_module_exchanges_sizes_once(ctx)
     return table
 
 

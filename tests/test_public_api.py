@@ -45,6 +45,7 @@ IMPLEMENTATIONS = [
     "lossext.distributed.losses",
     "lossext.distributed.linear",
     "lossext.distributed.dtensor",
+    "lossext.distributed.modules",
 ]
 
 # Each module's __all__ before the package was split into lossext.losses and lossext.activations:

@@ -6,7 +6,7 @@
 
 Every loss of lossext.functional is here with its own arguments plus `group` (None: the default
 process group) and `class_sizes` (every process's number of classes in rank order; None: exchanged,
-one all_gather per call). Each forward costs one all-reduce MAX and one all-reduce SUM of O(N)
+one all_gather per call; the module VocabParallelLoss exchanges them once). Each forward costs one all-reduce MAX and one all-reduce SUM of O(N)
 statistics whatever V (lossext.distributed.losses says which), backward none. A class-sharded DTensor
 passed to a lossext loss runs the same path (lossext.distributed.dtensor); the fused linear head with
 its weight split by classes is `vocab_parallel_linear_loss`.
@@ -21,9 +21,11 @@ from .. import _dtensor
 from ..losses.binding import loss_functions
 from .dtensor import dtensor_loss
 from .linear import vocab_parallel_linear_loss
-from .losses import class_range, global_statistics, vocab_parallel_loss
+from .losses import class_range, exchange_class_sizes, global_statistics, vocab_parallel_loss
+from .modules import VocabParallelLoss
 
-__all__ = ["class_range", "global_statistics", "vocab_parallel_linear_loss", "vocab_parallel_loss"]
+__all__ = ["VocabParallelLoss", "class_range", "exchange_class_sizes", "global_statistics",
+           "vocab_parallel_linear_loss", "vocab_parallel_loss"]
 
 _SHARDING_PARAMETERS = (
     inspect.Parameter("group", inspect.Parameter.KEYWORD_ONLY, default=None,

@@ -19,7 +19,7 @@ communication: in the fused gradient mode the forward computed it, otherwise it 
 the saved combined statistics. Label smoothing and the mean's weights are over the global classes.
 """
 
-from typing import Callable, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.distributed as dist
@@ -30,9 +30,19 @@ from ..losses import ops, reference
 from ..losses.binding import bind_loss_arguments, op_arguments, resolve_loss
 from ..losses.row_statistics import statistics_layout
 
-__all__ = ["class_range", "global_statistics", "vocab_parallel_loss"]
+__all__ = ["class_range", "exchange_class_sizes", "global_statistics", "vocab_parallel_loss"]
 
 _CALLER = "lossext.distributed"
+
+
+def exchange_class_sizes(local_classes: int, group: Optional[dist.ProcessGroup] = None,
+                         device: Union[torch.device, str] = "cpu") -> List[int]:
+    """Every process's number of classes, in rank order: one all_gather of one integer per process, on
+    `device` (a CUDA device for NCCL)."""
+    mine = torch.tensor([local_classes], dtype=torch.int64, device=device)
+    gathered = [torch.empty_like(mine) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(gathered, mine, group=group)
+    return [int(size) for size in torch.cat(gathered).tolist()]
 
 
 def class_range(local_classes: int, group: Optional[dist.ProcessGroup] = None,
@@ -40,15 +50,12 @@ def class_range(local_classes: int, group: Optional[dist.ProcessGroup] = None,
                 device: Union[torch.device, str] = "cpu") -> Tuple[int, int]:
     """(first class of this process's slice, number of classes of the whole row).
 
-    class_sizes: every process's number of classes in rank order; None exchanges them (one all_gather
-    of one integer per process, on `device`: a CUDA device for NCCL).
+    class_sizes: every process's number of classes in rank order; None exchanges them
+    (exchange_class_sizes).
     """
     rank, world = dist.get_rank(group), dist.get_world_size(group)
     if class_sizes is None:
-        mine = torch.tensor([local_classes], dtype=torch.int64, device=device)
-        gathered = [torch.empty_like(mine) for _ in range(world)]
-        dist.all_gather(gathered, mine, group=group)
-        sizes = [int(size) for size in torch.cat(gathered).tolist()]
+        sizes = exchange_class_sizes(local_classes, group, device)
     else:
         sizes = [int(size) for size in class_sizes]
         if len(sizes) != world:
