@@ -135,6 +135,11 @@ def check_label_smoothing(label_smoothing: float) -> None:
         raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
 
 
+def check_z_loss(z_loss: float) -> None:
+    if not (math.isfinite(z_loss) and z_loss >= 0.0):
+        raise ValueError(f"cross_entropy: z_loss must be a finite number >= 0, got {z_loss}")
+
+
 def check_hinge_params(p: float, margin: float) -> None:
     if not (math.isfinite(p) and p >= 1.0):
         raise ValueError(f"hinge: p must be a finite real number >= 1, got {p}")

@@ -112,8 +112,8 @@ def within_dot_product_bound(actual, truth, magnitude, terms, dtype, what):
                                           f"{bound.flatten()[worst]:.3g} (value {truth.flatten()[worst]:.6g})")
 
 
-def loss_arguments(info: LossInfo, dtype: torch.dtype, device, requires_grad: bool) -> Dict:
-    params = dict(info.param_sets[0])
+def loss_arguments(info: LossInfo, dtype: torch.dtype, device, requires_grad: bool, param_set: int = 0) -> Dict:
+    params = dict(info.param_sets[param_set])
     for key, value in info.tensor_params.items():
         params[key] = torch.tensor(value, dtype=torch.float64 if dtype == torch.float64 else torch.float32,
                                    device=device, requires_grad=requires_grad)
@@ -128,7 +128,7 @@ def draw(info: LossInfo, shape, dtype, device, seed: int, ignore_fraction=0.25):
 
 def check_loss(ctx: Context, info: LossInfo, dtype: torch.dtype, reduction: str, seed: int, *, weighted=False,
                shape=None, probabilities=False, target_override: Optional[Callable] = None,
-               sizes: Optional[List[int]] = None, pass_sizes=True):
+               sizes: Optional[List[int]] = None, pass_sizes=True, param_set: int = 0):
     """lossext.distributed.<loss> of this process's slice against lossext.<loss> of the whole rows."""
     sizes = sizes or ctx.sizes()
     classes = sum(sizes)
@@ -148,7 +148,7 @@ def check_loss(ctx: Context, info: LossInfo, dtype: torch.dtype, reduction: str,
     torch.manual_seed(seed + 2)
     upstream = (torch.rand(upstream_shape, dtype=torch.float64) + 0.5).to(dtype).to(ctx.device)
 
-    sharded_params = loss_arguments(info, dtype, ctx.device, True)
+    sharded_params = loss_arguments(info, dtype, ctx.device, True, param_set)
     counter = CollectiveCounter()
     with counter.active():
         value = getattr(ldist, info.name)(local, local_target, weight=local_weight, reduction=reduction,
@@ -157,12 +157,12 @@ def check_loss(ctx: Context, info: LossInfo, dtype: torch.dtype, reduction: str,
         (value * upstream).sum().backward()
     backward_calls = counter.calls[len(forward_calls):]
 
-    single_params = loss_arguments(info, dtype, ctx.device, True)
+    single_params = loss_arguments(info, dtype, ctx.device, True, param_set)
     whole_leaf = whole.detach().clone().requires_grad_()
     expected = getattr(lossext, info.name)(whole_leaf, target, weight=weight, reduction=reduction, **single_params)
     (expected * upstream).sum().backward()
     truth_params = {key: (value.detach().double() if isinstance(value, torch.Tensor) else value)
-                    for key, value in loss_arguments(info, torch.float64, ctx.device, False).items()}
+                    for key, value in loss_arguments(info, torch.float64, ctx.device, False, param_set).items()}
     truth = getattr(lossext.reference, info.name)(whole.double(), target.double() if probabilities else target,
                                                   weight=None if weight is None else weight.double(),
                                                   reduction=reduction, **truth_params)
@@ -415,6 +415,9 @@ def cases(ctx: Context) -> Dict[str, Callable[[], None]]:
             lambda info=info: check_loss(ctx, info, torch.float32, "mean", 78, pass_sizes=False))
         table[f"{info.name}-recompute"] = lambda info=info: with_gradient_mode(
             "recompute", lambda: check_loss(ctx, info, torch.float32, "none", 79, weighted=True))
+        for param_set in range(1, len(info.param_sets)):
+            table[f"{info.name}-params{param_set}"] = lambda info=info, param_set=param_set: check_loss(
+                ctx, info, torch.float32, "mean", 80 + param_set, weighted=True, param_set=param_set)
         table[f"{info.name}-no-target-in-slice"] = lambda info=info: check_no_target_in_slice(ctx, info)
         table[f"{info.name}-bytes"] = lambda info=info: check_bytes_independent_of_classes(ctx, info)
         for dtype in (torch.float64, torch.float32, torch.bfloat16):

@@ -1,15 +1,18 @@
-// Cross-entropy with class weights and label smoothing, as F.cross_entropy.
+// Cross-entropy with class weights and label smoothing, as F.cross_entropy,
+// and PaLM's z-loss (Chowdhery et al. 2022, sec. 5: z lse^2 per row, which keeps
+// the log-normaliser near 0).
 //
 // With p = softmax(o), lse = log sum_j exp(o_j), class weights w (all ones when
 // none are given), smoothing eps and C classes, one row's loss is
-//   l = (1 - eps) w_t (lse - o_t) + (eps / C) sum_j w_j (lse - o_j)
+//   l = (1 - eps) w_t (lse - o_t) + (eps / C) sum_j w_j (lse - o_j) + z w_t lse^2
 // (Tomasi 2019, the cross-entropy of the softmax; the smoothing term is the
-// cross-entropy against the uniform distribution, PyTorch's definition).
-// Its gradient (Tomasi 2019, softmax backward: dl/do = p - y) is
-//   dl/do_k = (1 - eps) w_t (p_k - y_k) + (eps / C) (W p_k - w_k),  W = sum_j w_j
+// cross-entropy against the uniform distribution, PyTorch's definition; the
+// z-loss weighted by w_t like the rest, so a weighted mean stays one).
+// Its gradient (Tomasi 2019, softmax backward: dl/do = p - y; d lse/do = p) is
+//   dl/do_k = (1 - eps) w_t (p_k - y_k) + (eps / C) (W p_k - w_k) + 2 z w_t lse p_k,  W = sum_j w_j
 //           = A e_k - B w_k - [k == t] D
-// with e_k = exp(o_k - m), A = ((1 - eps) w_t + eps W / C) / S, B = eps / C,
-// D = (1 - eps) w_t. Both the weighted and the unweighted mean divide by the
+// with e_k = exp(o_k - m), A = ((1 - eps) w_t + eps W / C + 2 z w_t lse) / S,
+// B = eps / C, D = (1 - eps) w_t. Both the weighted and the unweighted mean divide by the
 // sum of w_t over the rows that are not ignored (the count of those rows
 // without weights), for the smoothing term as for the main one.
 //
@@ -25,12 +28,13 @@ namespace lossext {
 struct CrossEntropy {
   static constexpr unsigned kNeeds = kSoftmax | kSmoothingSum;
   static constexpr const char* kName = "cross_entropy";
-  static constexpr int kNumParams = 1;
+  static constexpr int kNumParams = 2;
 
   struct Params {
     double label_smoothing;
+    double z_loss;
   };
-  static Params make_params(const double* values) { return Params{values[0]}; }
+  static Params make_params(const double* values) { return Params{values[0], values[1]}; }
 
   template <typename T>
   struct Coefficients {
@@ -50,6 +54,10 @@ struct CrossEntropy {
       const T smooth = s.class_weight_total * log_sum - s.weighted_logit_sum;
       row += eps / T(s.num_classes) * smooth;
     }
+    if (params.z_loss != 0.0) {
+      const T lse = s.max_logit + log_sum;
+      row += T(params.z_loss) * s.target_weight * lse * lse;
+    }
     return row * reduction.weighted_scale();
   }
 
@@ -62,7 +70,12 @@ struct CrossEntropy {
     Coefficients<T> c;
     c.target_offset = scale * (T(1) - eps) * s.target_weight;
     c.weight_scale = scale * smoothing_per_class;
-    c.probability_scale = (c.target_offset + c.weight_scale * s.class_weight_total) / s.sum_exp;
+    T probability_total = c.target_offset + c.weight_scale * s.class_weight_total;
+    if (params.z_loss != 0.0) {
+      const T lse = s.max_logit + logarithm(s.sum_exp);
+      probability_total += scale * T(2 * params.z_loss) * s.target_weight * lse;
+    }
+    c.probability_scale = probability_total / s.sum_exp;
     return c;
   }
 

@@ -78,9 +78,10 @@ class CrossEntropyFunction(RowLossFunction):
 
     @staticmethod
     def forward(ctx, input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
-                ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0) -> torch.Tensor:
-        return RowLossFunction.run(ctx, "cross_entropy", input, target, weight, [label_smoothing], ignore_index,
-                                   reduction)
+                ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0,
+                z_loss: float = 0.0) -> torch.Tensor:
+        return RowLossFunction.run(ctx, "cross_entropy", input, target, weight, [label_smoothing, z_loss],
+                                   ignore_index, reduction)
 
 
 class HingeFunction(RowLossFunction):

@@ -11,7 +11,7 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 
-from .._checks import check_alpha, check_hinge_params, check_label_smoothing
+from .._checks import check_alpha, check_hinge_params, check_label_smoothing, check_z_loss
 from . import functional
 
 __all__ = ["bind_loss_arguments", "loss_functions", "op_arguments", "resolve_loss"]
@@ -56,7 +56,7 @@ def bind_loss_arguments(name: str, function: Callable, loss_kwargs: dict, caller
 
 # Checks of a loss's own scalars, raised as lossext.<loss> raises them (ValueError).
 _PARAM_CHECKS = {
-    "cross_entropy": lambda args: check_label_smoothing(args["label_smoothing"]),
+    "cross_entropy": lambda args: (check_label_smoothing(args["label_smoothing"]), check_z_loss(args["z_loss"])),
     "hinge": lambda args: check_hinge_params(args["p"], args["margin"]),
     "alpha_loss": lambda args: check_alpha(args["alpha"]),
 }

@@ -5,7 +5,8 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 
 from .. import _extension
-from .._checks import canonicalize, check_alpha, check_hinge_params, check_label_smoothing, check_two_scale_scale
+from .._checks import (canonicalize, check_alpha, check_hinge_params, check_label_smoothing, check_two_scale_scale,
+                       check_z_loss)
 from .._dtensor import routes_dtensor
 from .._dtypes import accumulation_dtype
 from . import reference
@@ -61,26 +62,31 @@ def cross_entropy(
     ignore_index: int = -100,
     reduction: str = "mean",
     label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
 ) -> torch.Tensor:
     """Fused softmax cross-entropy; a drop-in for torch.nn.functional.cross_entropy.
 
     input: (C,), (N, C) or (N, C, d1, ..., dk) logits. target: class indices
     (int64, int32 or uint8) of the input's shape without the class dimension,
-    or class probabilities of the input's shape.
+    or class probabilities of the input's shape. z_loss: PaLM's z-loss, z * lse^2
+    added per row (weighted by w_t for class indices, as the rest of the row), in
+    the same kernel.
     """
     check_label_smoothing(label_smoothing)
+    check_z_loss(z_loss)
+    params = [label_smoothing, z_loss]
 
     def run_reference() -> torch.Tensor:
-        return reference.cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
+        return reference.cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing, z_loss)
 
     canonical = canonicalize("cross_entropy", input, target, weight, ignore_index, reduction,
                              allow_probabilities=True)
     if not canonical.probabilities:
-        return class_index_loss("cross_entropy", input, target, weight, ignore_index, reduction,
-                                [label_smoothing], run_reference)
+        return class_index_loss("cross_entropy", input, target, weight, ignore_index, reduction, params,
+                                run_reference)
     if _needs_reference(input, weight, target):
         return run_reference()
-    loss = row_loss("cross_entropy_probabilities", canonical.input, canonical.target, weight, [label_smoothing],
+    loss = row_loss("cross_entropy_probabilities", canonical.input, canonical.target, weight, params,
                     ignore_index, canonical.reduction)
     return loss.reshape(canonical.batch_shape) if canonical.reduction == 0 else loss
 

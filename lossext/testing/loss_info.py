@@ -183,8 +183,38 @@ class LossInfo:
         return self.away_from_discontinuity(x, target, params)
 
 
+def cross_entropy_with_z_loss(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
+                              ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0,
+                              z_loss: float = 0.0) -> torch.Tensor:
+    """PyTorch's F.cross_entropy plus PaLM's z-loss z * lse^2 per row (times w_t for class indices, reduced as
+    F.cross_entropy reduces its rows), from torch.logsumexp: the ground truth of lossext.cross_entropy."""
+    loss = F.cross_entropy(input, target, weight=weight, ignore_index=ignore_index, reduction=reduction,
+                           label_smoothing=label_smoothing)
+    if z_loss == 0.0:
+        return loss
+    class_dim = 0 if input.dim() == 1 else 1
+    # lse = m + log sum exp(o - m) with m constant to autograd: torch.logsumexp's backward takes
+    # exp(o - lse), which is 1, not 1/2, at two tied logits of 1e30 (1e30 + log 2 rounds to 1e30).
+    max_logit = input.amax(dim=class_dim, keepdim=True).detach()
+    lse = (max_logit + torch.log(torch.exp(input - max_logit).sum(dim=class_dim, keepdim=True))).squeeze(class_dim)
+    squared_lse = lse ** 2
+    if target.is_floating_point():  # class probabilities: unweighted rows, the mean over rows
+        row_weight = torch.ones_like(squared_lse)
+        denominator = squared_lse.new_tensor(float(squared_lse.numel()))
+    else:
+        kept = target != ignore_index
+        class_weight = input.new_ones(input.shape[class_dim]) if weight is None else weight
+        row_weight = torch.where(kept, class_weight[torch.where(kept, target, 0).long()], 0.0)
+        denominator = row_weight.sum()
+    terms = z_loss * row_weight * squared_lse
+    if reduction == "none":
+        return loss + terms
+    return loss + (terms.sum() if reduction == "sum" else terms.sum() / denominator)
+
+
 LOSSES: Tuple[LossInfo, ...] = (
-    LossInfo("cross_entropy", (dict(label_smoothing=0.1), dict(label_smoothing=0.0)), native=F.cross_entropy,
+    LossInfo("cross_entropy", (dict(label_smoothing=0.1, z_loss=0.0), dict(label_smoothing=0.0, z_loss=0.0),
+                               dict(label_smoothing=0.1, z_loss=0.01)), native=cross_entropy_with_z_loss,
              supports_probabilities=True, module="CrossEntropyLoss", zero_with_one_class=True,
              # With label smoothing the one class's gradient p - (1 - eps) - eps/C rounds to ~1e-17 in the
              # kernels (PyTorch sums the smoothed target first, 1 - ((1 - eps) + eps) = 0): not exactly 0.
@@ -193,7 +223,7 @@ LOSSES: Tuple[LossInfo, ...] = (
              very_many_classes=200_003,
              # The drop-in for F.cross_entropy: every shape with every option in every dtype and reduction.
              samples=each_shape_with_each_option(((37,), (16, 37), (4, 37, 3, 5))),
-             bench_params=dict(label_smoothing=0.0)),
+             bench_params=dict(label_smoothing=0.0, z_loss=0.0)),
     LossInfo("hinge", (dict(p=1.0, margin=0.5), dict(p=2.0, margin=0.5), dict(p=3.0, margin=1.0),
                        dict(p=1.5, margin=0.25)),
              module="HingeLoss", autograd_function="HingeFunction",

@@ -36,7 +36,7 @@ int main() {
   const double smoothing = 0.1;
 
   for (int64_t reduction : {0, 1, 2}) {
-    auto [loss, grad, param_grads] = forward.call(input, target, weight, {smoothing}, c10::nullopt, -100, reduction, true);
+    auto [loss, grad, param_grads] = forward.call(input, target, weight, {smoothing, 0.0}, c10::nullopt, -100, reduction, true);
     auto x = input.clone().requires_grad_(true);
     namespace F = torch::nn::functional;
     auto options = F::CrossEntropyFuncOptions().weight(weight).ignore_index(-100).label_smoothing(smoothing);
@@ -52,7 +52,7 @@ int main() {
 
   // A bad argument is an exception naming it, not a crash.
   try {
-    forward.call(input, target.slice(0, 0, 10), c10::nullopt, {0.0}, c10::nullopt, -100, 1, false);
+    forward.call(input, target.slice(0, 0, 10), c10::nullopt, {0.0, 0.0}, c10::nullopt, -100, 1, false);
     ++failures;
     std::cerr << "FAIL no error for a target of the wrong length\n";
   } catch (const c10::Error& error) {
