@@ -2,7 +2,7 @@
 op-info table (lossext/testing/activation_info.py).
 
 Tolerances are the "activation" rows of tests/conftest.py's table. Gradients computed from a saved
-output (sigmoid, tanh, softmax, elu, selu) also carry the output's rounding: conftest.output_rounding_atol,
+output (sigmoid, tanh, softmax) also carry the output's rounding: conftest.output_rounding_atol,
 with the entry's output_sensitivity. The truth is always the float64 function (torch.nn.functional or
 the reference) of the rounded input.
 """
