@@ -5,7 +5,8 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 
 from .. import _extension
-from .._checks import canonicalize, check_alpha, check_hinge_params, check_label_smoothing, check_two_scale_scale
+from .._checks import (canonicalize, check_alpha, check_hinge_params, check_label_smoothing, check_two_scale_eta,
+                       check_two_scale_scale)
 from .._dtypes import accumulation_dtype
 from . import reference
 from .ops import row_loss
@@ -32,7 +33,7 @@ def _needs_reference(input: torch.Tensor, *others: Optional[torch.Tensor]) -> bo
     gradient the kernels do not produce (for class weights or soft targets)."""
     if not _extension.use_extension(input.device):
         return True
-    return any(t is not None and t.requires_grad for t in others)
+    return any(isinstance(t, torch.Tensor) and t.requires_grad for t in others)  # canonicalize rejects the rest
 
 
 def class_index_loss(
@@ -49,7 +50,10 @@ def class_index_loss(
     if _needs_reference(input, weight):
         return reference_fn()
     canonical = canonicalize(name, input, target, weight, ignore_index, reduction)
-    loss = row_loss(name, canonical.input, canonical.target, weight, params, ignore_index, canonical.reduction)
+    if canonical.input.shape[1] == 0:
+        return reference.loss_without_classes(canonical)
+    loss = row_loss(name, canonical.input, canonical.target, weight, params, canonical.ignore_index,
+                    canonical.reduction)
     return loss.reshape(canonical.batch_shape) if canonical.reduction == 0 else loss
 
 
@@ -68,6 +72,7 @@ def cross_entropy(
     or class probabilities of the input's shape.
     """
     check_label_smoothing(label_smoothing)
+    input, weight = reference.probability_target_dtypes(input, target, weight)
 
     def run_reference() -> torch.Tensor:
         return reference.cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
@@ -79,8 +84,10 @@ def cross_entropy(
                                 [label_smoothing], run_reference)
     if _needs_reference(input, weight, target):
         return run_reference()
+    if canonical.input.shape[1] == 0:
+        return reference.loss_without_classes(canonical)
     loss = row_loss("cross_entropy_probabilities", canonical.input, canonical.target, weight, [label_smoothing],
-                    ignore_index, canonical.reduction)
+                    canonical.ignore_index, canonical.reduction)
     return loss.reshape(canonical.batch_shape) if canonical.reduction == 0 else loss
 
 
@@ -116,6 +123,7 @@ def two_scale_cross_entropy(
     one-element tensors that may require grad (scales must be positive); their gradients
     (eq. 15) come from the same kernel as the input's, summed over rows in a fixed order.
     """
+    check_two_scale_eta(eta)
     scales = _scale_tensor([("r1", r1), ("r2", r2), ("norm", 1.0 if norm is None else norm)], input)
 
     def run_reference() -> torch.Tensor:
@@ -124,8 +132,10 @@ def two_scale_cross_entropy(
     if _needs_reference(input, weight):
         return run_reference()
     canonical = canonicalize("two_scale_cross_entropy", input, target, weight, ignore_index, reduction)
+    if canonical.input.shape[1] == 0:
+        return reference.loss_without_classes(canonical)
     loss = row_loss("two_scale_cross_entropy", canonical.input, canonical.target, weight, [float(eta)],
-                    ignore_index, canonical.reduction, tensor_params=scales)
+                    canonical.ignore_index, canonical.reduction, tensor_params=scales)
     return loss.reshape(canonical.batch_shape) if canonical.reduction == 0 else loss
 
 
