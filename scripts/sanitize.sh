@@ -40,9 +40,13 @@ preload="$(g++ -print-file-name=libasan.so) $(g++ -print-file-name=libubsan.so)"
 export LD_PRELOAD="$preload"
 export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=1:symbolize=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+cd "$scratch"
+# The tests must run the instrumented kernels: lossext falls back to the reference (with a warning) when _C fails
+# to load, and the fuzzer's tests would then be skipped.
+"$venv/bin/python" -c "import lossext, sys; print('   lossext from', lossext.__file__); sys.exit(not lossext.extension_loaded())" \
+  || { echo "lossext._C did not load under the sanitizers"; exit 1; }
 echo "== pytest under ASan+UBSan: the fuzzer's short profile and the bad-input tests"
 start=$(date +%s)
-cd "$scratch"
 LOSSEXT_FUZZ_PROFILE=ci "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/test_fuzz.py tests/test_bad_input.py \
   "tests/test_backends.py::TestBadInput" "$@"
 echo "== clean: no sanitizer report; tests took $(( $(date +%s) - start )) s"

@@ -20,7 +20,8 @@ Two ways to get the gradient, both one fused kernel per pass:
 Both modes save the inputs (references, no copies), and when a backward builds a graph
 (create_graph=True) both call `<name>_backward`, whose autograd formula
 (lossext.losses.double_backward) gives the second derivatives.
-LOSSEXT_GRADIENT=fused|recompute overrides the default; README.md has the numbers.
+LOSSEXT_GRADIENT=fused|recompute overrides the default; README.md has the numbers. float16 inputs always
+recompute (fuses_gradient says why).
 """
 
 import os
