@@ -141,7 +141,8 @@ def test_no_classes(backend, reduction):
         torch.testing.assert_close(lossext.hinge(x, target, reduction=reduction), theirs, equal_nan=True)
         ours.sum().backward()
         assert x.grad.shape == x.shape
-    raises(IndexError, "out of bounds", lambda: lossext.cross_entropy(torch.empty(2, 0), torch.zeros(2, dtype=torch.long)),
+    raises(IndexError, "out of bounds",
+           lambda: lossext.cross_entropy(torch.empty(2, 0), torch.zeros(2, dtype=torch.long)),
            lambda: F.cross_entropy(torch.empty(2, 0), torch.zeros(2, dtype=torch.long)))
 
 
@@ -154,7 +155,8 @@ def test_every_loss_rejects_bad_common_arguments(backend, loss):
            lambda: call_loss(loss, X, T, reduction="avg"))
     raises(TypeError, f"{loss.name}: ignore_index must be an int, got float",
            lambda: call_loss(loss, X, T, ignore_index=1.5))
-    raises(ValueError, f"{loss.name}: ignore_index must fit in int64", lambda: call_loss(loss, X, T, ignore_index=2**63))
+    raises(ValueError, f"{loss.name}: ignore_index must fit in int64",
+           lambda: call_loss(loss, X, T, ignore_index=2**63))
     raises(TypeError, f"{loss.name}: weight must be a tensor or None, got list",
            lambda: call_loss(loss, X, T, weight=[1.0] * 5))
     raises(IndexError, r"Target 5 is out of bounds: a class index must be in \[0, 5\) for 5 classes",

@@ -247,8 +247,9 @@ def value_and_gradient(fn, case: LossCase, leaf: torch.Tensor, weight, upstream,
 
 
 def shifted_logits(case: LossCase, x64: torch.Tensor) -> torch.Tensor:
-    """|o_j - m| per element, m the row max (0 for the losses without softmax); non-finite logits count 0."""
-    if case.name in ("hinge", "l1", "l2"):
+    """|o_j - m| per element, m the row max (0 for the losses without softmax: the sums of per-class terms of the
+    op-info table, hinge, L1, L2 and logistic); non-finite logits count 0."""
+    if LOSS_BY_NAME[case.name].sums_class_terms:
         return x64.abs()
     finite = x64.masked_fill(~torch.isfinite(x64), 0.0)
     return (finite - finite.amax(dim=1, keepdim=True)).abs()

@@ -507,11 +507,10 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
       // general exp, which neither flushes early nor clamps a sum it overflows.
       if (g.exp_shift != acc_t(0)) {
         using V = typename L::type;
-        constexpr int64_t W = L::kWidth;
         const V m(s.max_logit), scale(s.logit_scale), shift(g.exp_shift);
-        for (int64_t j = 0; j < r.columns; j += W) {
-          const V logits = j + W <= r.columns ? L::load_converted(r.input + j)
-                                              : L::load_partial(r.input + j, r.columns - j, -infinity<acc_t>());
+        for (int64_t j = 0; j < C; j += W) {
+          const V logits =
+              j + W <= C ? L::load_converted(r.input + j) : L::load_partial(r.input + j, C - j, -infinity<acc_t>());
           L::store(e_row + j, exponential(scale * (logits - m) + shift));
         }
       }

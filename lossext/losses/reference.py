@@ -173,7 +173,11 @@ def two_scale_cross_entropy(
     Per row: delta = X_t - max_{j != t} X_j; r = r1 if delta < eta else r2; the loss is the
     cross-entropy of (r / R) X, R = norm (1 if None). One class: delta = +inf (well classified).
     """
-    check_two_scale_params(r1, r2, eta, norm, input)
+    # lossext.losses.double_backward passes each row its own copy of the scales, (N,) tensors of the op's checked
+    # values: only the public call's floats and one-element tensors are checked here.
+    if all(not isinstance(v, torch.Tensor) or v.numel() == 1 for v in (r1, r2, norm)):
+        check_two_scale_params(r1, r2, eta, norm, input)
+
     def per_row(x: torch.Tensor, t: torch.Tensor, w_t: torch.Tensor) -> torch.Tensor:
         scales = [torch.as_tensor(1.0 if v is None else v, dtype=x.dtype, device=x.device) for v in (r1, r2, norm)]
         scale_below, scale_above, size = (v.to(x.dtype) for v in scales)
