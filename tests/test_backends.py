@@ -126,7 +126,9 @@ class TestBadInput:
 
     def test_probability_target(self):
         self.check(RuntimeError, "ignore_index", torch.randn(4, 5), torch.rand(4, 5), ignore_index=1)
-        self.check(RuntimeError, "", torch.randn(4, 5), torch.rand(4, 6))
+        # A float target of another shape is neither: the message gives both shapes.
+        self.check(RuntimeError, r"target must hold class indices .* or class probabilities of the input's shape "
+                                 r"\[4, 5\]; got torch.float32 of shape \[4, 6\]", torch.randn(4, 5), torch.rand(4, 6))
 
     def test_mixed_devices(self):
         # "meta" stands in for a second device on a machine without a GPU.

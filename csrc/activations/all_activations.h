@@ -8,9 +8,11 @@
 // its two functions in ActivationOps and one line here.
 //
 // <saved> in a backward is the one tensor the autograd formula keeps: the
-// output where the derivative is a function of it (relu, sigmoid, tanh,
-// hardtanh, selu, softmax; elu and leaky_relu for alpha, negative_slope >= 0,
-// saying so with saved_is_output), else the input. PReLU and Swish also
+// output where the derivative is a function of it, computed accurately (relu,
+// sigmoid, tanh, softmax; leaky_relu for negative_slope >= 0, saying so with
+// saved_is_output; hardtanh where both bounds are values of the dtype, the
+// same test on either), else the input (elu and selu among them: from the
+// output, their negative slope y + scale alpha cancels, elu.h). PReLU and Swish also
 // return the gradient of their parameter (one value, or one per channel of
 // dim 1), summed in a fixed order, or an empty tensor when compute_*_grad is
 // false.
@@ -31,8 +33,8 @@
     "(Tensor grad_output, Tensor input, Tensor weight, bool compute_weight_grad) "                          \
     "-> (Tensor grad_input, Tensor grad_weight)")                                                           \
   X(elu, "(Tensor input, float alpha) -> Tensor",                                                           \
-    "(Tensor grad_output, Tensor saved, float alpha, bool saved_is_output) -> Tensor")                      \
-  X(selu, "(Tensor input) -> Tensor", "(Tensor grad_output, Tensor output) -> Tensor")                      \
+    "(Tensor grad_output, Tensor input, float alpha) -> Tensor")                                            \
+  X(selu, "(Tensor input) -> Tensor", "(Tensor grad_output, Tensor input) -> Tensor")                       \
   X(silu, "(Tensor input) -> Tensor", "(Tensor grad_output, Tensor input) -> Tensor")                       \
   X(swish, "(Tensor input, Tensor beta) -> Tensor",                                                         \
     "(Tensor grad_output, Tensor input, Tensor beta, bool compute_beta_grad) "                              \
@@ -42,5 +44,5 @@
   X(sigmoid, "(Tensor input) -> Tensor", "(Tensor grad_output, Tensor output) -> Tensor")                   \
   X(tanh, "(Tensor input) -> Tensor", "(Tensor grad_output, Tensor output) -> Tensor")                      \
   X(hardtanh, "(Tensor input, float min_val, float max_val) -> Tensor",                                     \
-    "(Tensor grad_output, Tensor output, float min_val, float max_val) -> Tensor")                          \
+    "(Tensor grad_output, Tensor saved, float min_val, float max_val) -> Tensor")                           \
   X(softmax, "(Tensor input, int dim) -> Tensor", "(Tensor grad_output, Tensor output, int dim) -> Tensor")

@@ -48,11 +48,16 @@ struct LeakyRelu {
   }
 };
 
-// y = clamp(x, lo, hi); dy/dx = 1[lo < x < hi]. With lo < hi the output is lo
-// exactly when x <= lo and hi exactly when x >= hi (clamping selects the bound
-// itself, and the op layer rounds lo and hi to the tensor's dtype first), so
-// the output decides as the input would. NaN fails every comparison: it stays
-// NaN forward and passes the gradient back, like hardtanh_backward.
+// y = clamp(x, lo, hi); dy/dx = 1[lo < x < hi], as PyTorch: the bounds are
+// compared in the accumulation type (float for half types, unrounded to the
+// tensor's dtype) and the clamped value is rounded once when stored. The
+// backward gets `saved`, the input, or the output where both bounds are values
+// of the dtype (the op layer's choice, lossext/activations/ops.py): then the
+// output is a bound exactly when x <= lo or x >= hi, and decides as the input
+// would. With a bound between two values of the dtype it cannot:
+// float16 hardtanh(1.0, -1, 1.0001) is 1.0, unclamped (dy/dx = 1), and so is
+// hardtanh(1.5, -1, 1.0001), clamped (dy/dx = 0). NaN fails every comparison:
+// it stays NaN forward, and its gradient is 0 (below).
 struct Hardtanh {
   static constexpr bool kLightForward = true, kLightBackward = true;
 
@@ -71,8 +76,8 @@ struct Hardtanh {
   // PyTorch's vectorised hardtanh_backward (its scalar remainder loop passes
   // the gradient through at NaN).
   template <typename V, typename T>
-  LOSSEXT_HOST_DEVICE static V backward(V grad, V output, const Params<T>& p) {
-    return where((output > V(p.min_val)) & (output < V(p.max_val)), grad, V(T(0)));
+  LOSSEXT_HOST_DEVICE static V backward(V grad, V saved, const Params<T>& p) {
+    return where((saved > V(p.min_val)) & (saved < V(p.max_val)), grad, V(T(0)));
   }
 };
 

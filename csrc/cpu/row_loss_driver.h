@@ -266,6 +266,8 @@ LOSSEXT_ALWAYS_INLINE void gather_exp_sums(const CpuRow<scalar_t, acc_t>& r, Par
   const V s(scale);
   const V lowest(std::numeric_limits<acc_t>::lowest());
   const auto add = [](V a, V b) { return a + b; };
+  // kOtherClassSums: the target's lane is kept out of the sums of e and e^2 (row_partial.h).
+  const int64_t target_block = Partial::kOtherSums ? vector_start_of<W>(r.target) : -1;
   // With masked (a scale s <= 0, or NaN): -inf logits are excluded
   // explicitly, as s (-inf - ref) is not -inf; with s > 0, ref is the max
   // and exp(s (o - max)) is 0 at o = -inf by itself.
@@ -285,8 +287,12 @@ LOSSEXT_ALWAYS_INLINE void gather_exp_sums(const CpuRow<scalar_t, acc_t>& r, Par
       if constexpr (kMasked) e = where(logits < lowest, V(acc_t(0)), e);
       if (partial) e = L::keep_first(count, e, acc_t(0));  // a row of -inf or +inf has NaN padding
       if constexpr (kStoreExp) L::store(e_row + j, e);
-      sum_e.lanes[k] = sum_e.lanes[k] + e;
-      if constexpr ((kNeeds & kSumExpSquared) != 0) sum_e2.lanes[k] = sum_e2.lanes[k] + e * e;
+      V summed = e;
+      if constexpr (Partial::kOtherSums) {
+        if (j == target_block) summed = L::with_lane_zeroed(e, r.target - j);
+      }
+      sum_e.lanes[k] = sum_e.lanes[k] + summed;
+      if constexpr ((kNeeds & kSumExpSquared) != 0) sum_e2.lanes[k] = sum_e2.lanes[k] + summed * summed;
       // Where e = 0 because o - ref is infinite (o = -inf; o = +inf with
       // s < 0), e (o - ref) is taken at its limit, 0.
       if constexpr ((kNeeds & kExpWeightedLogitSum) != 0) {
@@ -495,6 +501,20 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
     ptr.row_values[row] = Loss::value(s, params, reduction);
     if (!r.grad) continue;
     const auto g = row_gradient<Loss>(s, params, reduction, opened.upstream, row_param_grads);
+    if constexpr (kSoftmaxLoss) {
+      // The loss folded its gradient scale into the exponent (row_loss.h): e_j
+      // becomes exp(s (o_j - m) + shift), from the row in cache, with the
+      // general exp, which neither flushes early nor clamps a sum it overflows.
+      if (g.exp_shift != acc_t(0)) {
+        using V = typename L::type;
+        const V m(s.max_logit), scale(s.logit_scale), shift(g.exp_shift);
+        for (int64_t j = 0; j < C; j += W) {
+          const V logits =
+              j + W <= C ? L::load_converted(r.input + j) : L::load_partial(r.input + j, C - j, -infinity<acc_t>());
+          L::store(e_row + j, exponential(scale * (logits - m) + shift));
+        }
+      }
+    }
     const auto z_vector = [&](int64_t j, int64_t count) {
       if constexpr (kSoftmaxLoss) return L::load(e_row + j);  // padded to a whole vector
       return count == W ? L::load_converted(r.input + j) : L::load_partial(r.input + j, count, acc_t(0));
@@ -519,7 +539,8 @@ struct CpuRowLossDriver {
     for (int64_t i = 0; i < p.rows; ++i) {
       const int64_t t = static_cast<int64_t>(target[i]);
       if (t == p.ignore_index) continue;
-      TORCH_CHECK_INDEX(t >= 0 && t < p.classes, "Target ", t, " is out of bounds.");
+      TORCH_CHECK_INDEX(t >= 0 && t < p.classes, "Target ", t, " is out of bounds: a class index must be in [0, ",
+                        p.classes, ") for ", p.classes, " classes, or ignore_index (", p.ignore_index, ")");
       total += w ? w[t] : 1.0;
     }
     return total;
@@ -550,7 +571,7 @@ struct CpuRowLossDriver {
       reduction.total_rows = p.rows;
       const acc_t* class_weight = p.class_weight.defined() ? p.class_weight.data_ptr<acc_t>() : nullptr;
       const acc_t class_weight_total =
-          class_weight ? p.class_weight.sum().item<acc_t>() : static_cast<acc_t>(p.classes);
+          class_weight ? sum_in_fixed_order(p.class_weight).item<acc_t>() : static_cast<acc_t>(p.classes);
 
       auto launch = [&](auto target_tag) {
         using target_t = decltype(target_tag);

@@ -236,13 +236,16 @@ struct CpuRowStatisticsDriver {
           const auto g = row_gradient<Loss>(s, params, reduction, upstream_value,
                                             param_grads ? param_grads + row * kTensorParams : nullptr);
           // z_j: e_j = exp(s (o_j - m)) from the combined statistics (-inf
-          // logits of a scaled softmax excluded), or the logit.
-          const V reference(s.max_logit), scale(s.logit_scale);
+          // logits of a scaled softmax excluded), plus the exp_shift of a loss
+          // that folds its gradient scale into the exponent (row_loss.h) with
+          // the general exp, or the logit.
+          const V reference(s.max_logit), scale(s.logit_scale), shift(g.exp_shift);
           const auto z_of = [&](V logits) {
             if constexpr (kScaled) {
               return where(logits < lowest, V(acc_t(0)), exponential_nonpositive(scale * (logits - reference)));
             } else if constexpr (kSoftmaxLoss) {
-              return exponential_nonpositive(logits - reference);
+              return g.exp_shift != acc_t(0) ? exponential(logits - reference + shift)
+                                             : exponential_nonpositive(logits - reference);
             } else {
               return logits;
             }
@@ -254,7 +257,7 @@ struct CpuRowStatisticsDriver {
           const auto z_at = [&](int64_t j) {
             const acc_t o = static_cast<acc_t>(r.input[j]);
             if constexpr (kScaled) return scaled_exponential(o, s.logit_scale, s.max_logit);
-            if constexpr (kSoftmaxLoss) return exponential(o - s.max_logit);
+            if constexpr (kSoftmaxLoss) return exponential(o - s.max_logit + g.exp_shift);
             return o;
           };
           write_gradient<Loss>(r, g, target, stream, z_vector, z_at);

@@ -226,14 +226,15 @@ struct RowLossArgs {
 
 // z_j of element j (row_loss.h): e_j = exp(s (o_j - m)) for softmax losses
 // (s = 1 but for kScaledSoftmax, whose m is its scale's reference and whose
-// -inf logits have e = 0, row_partial.h), o_j otherwise.
+// -inf logits have e = 0, row_partial.h; plus exp_shift for a loss that folds
+// its gradient scale into the exponent, row_finish.h), o_j otherwise.
 template <class Loss, typename acc_t>
-LOSSEXT_HOST_DEVICE acc_t element_z(acc_t o, const RowStats<acc_t>& s) {
+LOSSEXT_HOST_DEVICE acc_t element_z(acc_t o, const RowStats<acc_t>& s, acc_t exp_shift) {
   constexpr unsigned kNeeds = Loss::kNeeds;
   if constexpr ((kNeeds & kScaledSoftmax) != 0) {
     return scaled_exponential(o, s.logit_scale, s.max_logit);
   } else if constexpr ((kNeeds & kSoftmax) != 0) {
-    return fast_exponential(o - s.max_logit);
+    return fast_exponential(o - s.max_logit + exp_shift);
   } else {
     return o;
   }
@@ -358,7 +359,8 @@ LOSSEXT_HOST_DEVICE void finish_row(const RowContext<scalar_t, acc_t>& r, const 
     Chunk<scalar_t, K> out;
 #pragma unroll
     for (int k = 0; k < K; ++k) {
-      out.v[k] = static_cast<scalar_t>(gradient_at<Loss>(j + k, element_z<Loss>(logits.v[k], s), w.v[k], r.target, g));
+      const acc_t z = element_z<Loss>(logits.v[k], s, g.exp_shift);
+      out.v[k] = static_cast<scalar_t>(gradient_at<Loss>(j + k, z, w.v[k], r.target, g));
     }
     *reinterpret_cast<Chunk<scalar_t, K>*>(r.grad + j) = out;
   };

@@ -9,7 +9,11 @@
 // continuous in beta: expm1 keeps phi exact as alpha -> 1, where
 // 1 - p_t^beta would cancel. beta is computed as (alpha - 1) / alpha, exact
 // near alpha = 1 where 1 - 1/alpha would cancel, and is 1 at alpha = inf.
-// The gradient is p_t^beta times cross-entropy's (target_probability_loss.h).
+// The gradient is p_t^beta times cross-entropy's (target_probability_loss.h):
+// for alpha < 1 (beta < 0) p_t^beta grows without bound as p_t -> 0, so the
+// non-target gradient p_t^beta p_k is taken in log space there,
+// exp(beta u + log p_k): o = (0, 88, 0, 0), t = 0, alpha = 1/2 gives 1 at
+// classes 2 and 3, where e^88 e^-88 in float would flush to 0.
 #pragma once
 
 #include <cmath>
@@ -44,6 +48,11 @@ struct AlphaLoss : TargetProbabilityLoss<AlphaLoss> {
   LOSSEXT_HOST_DEVICE static T slope_at(T log_p, const Params& params) {
     const T beta = T(params.beta);
     return beta == T(0) ? T(-1) : -exponential(beta * log_p);
+  }
+  template <typename T>
+  LOSSEXT_HOST_DEVICE static T log_minus_slope_at(T log_p, const Params& params) {
+    const T beta = T(params.beta);
+    return beta == T(0) ? T(0) : beta * log_p;
   }
 };
 

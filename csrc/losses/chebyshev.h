@@ -24,6 +24,10 @@ struct Chebyshev : TargetProbabilityLoss<Chebyshev>, NoParams {
   LOSSEXT_HOST_DEVICE static T slope_at(T log_p, const Params&) {
     return -exponential(log_p);
   }
+  template <typename T>
+  LOSSEXT_HOST_DEVICE static T log_minus_slope_at(T log_p, const Params&) {
+    return log_p;
+  }
 };
 
 }  // namespace lossext

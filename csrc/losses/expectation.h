@@ -20,6 +20,10 @@ struct Expectation : TargetProbabilityLoss<Expectation>, NoParams {
   LOSSEXT_HOST_DEVICE static T slope_at(T log_p, const Params&) {
     return T(-2) * exponential(log_p);
   }
+  template <typename T>
+  LOSSEXT_HOST_DEVICE static T log_minus_slope_at(T log_p, const Params&) {
+    return T(0.69314718055994530942) + log_p;  // log 2 + u
+  }
 };
 
 }  // namespace lossext

@@ -3,8 +3,8 @@
 // block ops (row_statistics.h): once a row's statistics s are known,
 //   the row's value            Loss::value(s, params, reduction)
 //   and, for its gradient,     row_gradient(): the tensor params' derivatives
-//                              (param_gradients), the per-row coefficients and
-//                              the element special_gradient() is for,
+//                              (param_gradients), the per-row coefficients, the
+//                              element special_gradient() is for and z's exp_shift,
 //   one element's gradient     gradient_at(): special_gradient at that element,
 //                              target_gradient at the target, element_gradient elsewhere.
 // A driver that writes a row's gradient vector by vector runs element_gradient
@@ -21,6 +21,9 @@ template <class Loss, typename T>
 struct RowGradient {
   typename Loss::template Coefficients<T> coefficients;
   int64_t special_index;  // the class special_gradient() is for (kMaxOtherIndex), -1 for none
+  // The coefficients' exp_shift, 0 for losses without one: a softmax loss's
+  // z_j is then exp(s (o_j - m) + exp_shift) (row_loss.h).
+  T exp_shift;
 };
 
 // The gradient's per-row part, with the gradient of the output `upstream`
@@ -33,7 +36,8 @@ LOSSEXT_HOST_DEVICE RowGradient<Loss, T> row_gradient(const RowStats<T>& s, cons
   if constexpr (TensorParamCount<Loss>::value > 0) {
     if (row_param_grads != nullptr) Loss::param_gradients(s, params, reduction, upstream, row_param_grads);
   }
-  RowGradient<Loss, T> g{Loss::coefficients(s, params, reduction, upstream), -1};
+  RowGradient<Loss, T> g{Loss::coefficients(s, params, reduction, upstream), -1, T(0)};
+  if constexpr (HasExpShift<typename Loss::template Coefficients<T>>::value) g.exp_shift = g.coefficients.exp_shift;
   if constexpr ((Loss::kNeeds & kMaxOtherIndex) != 0) {
     if (g.coefficients.special_index_used) g.special_index = s.max_other_index;
   }

@@ -58,6 +58,25 @@
 // parameter. The op layer (row_loss_op.h) raises it as an error before any
 // driver runs, so headers stay free of torch and of exceptions.
 //
+// Losses whose value cancels when computed from full-row sums (the
+// regularised expectation's sum_{j != t} p_j^2 = P2 - p_t^2 as p_t -> 1) set
+// kOtherClassSums: RowStats then also holds sum_exp_other and
+// sum_exp_squared_other, the same sums with the target's term left out of the
+// accumulation, so 1 - p_t = sum_exp_other / S and sum_{j != t} p_j^2 keep
+// their relative accuracy however close p_t is to 1. RowPartial's exp sums
+// (and so a block's packed statistics) are then the other classes' sums;
+// fill_exp_sums adds the target's term once for sum_exp and sum_exp_squared
+// (row_partial.h).
+//
+// The gradient of a softmax loss is often K e_j for k != t with a per-row
+// K. The CPU driver flushes e_j below e^-87 to zero (csrc/cpu/vec/math.h), which
+// drops at most |K| e^-87: nothing a float holds while |K| <= 1. A loss whose K
+// can be larger (the alpha-loss with alpha < 1, where K ~ p_t^beta, beta < 0)
+// may give its Coefficients a member `exp_shift`: when it is not 0, the
+// drivers pass z_j = exp(s (o_j - m) + exp_shift) to the gradient functions
+// in place of e_j, so the loss folds log|K| into the exponent and keeps a
+// gradient that e_j alone would have lost (or that K alone would overflow).
+//
 // Losses with kDenseTarget take an (N, C) row of per-class coefficients in
 // place of the class weights and no target index (soft-target cross-entropy);
 // their mean divides by the number of rows.
@@ -83,6 +102,8 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
+#include <utility>
 
 #include "common/macros.h"
 #include "common/scalar_math.h"
@@ -101,7 +122,15 @@ enum RowNeeds : unsigned {
   kExpWeightedLogitSum = 1u << 7,  // exp_weighted_logit_sum = sum_j z_j (o_j - m)
   kElementwiseGradient = 1u << 8,  // with kElementSum: the gradient needs no row statistic
   kMaxOtherIndex = 1u << 9,   // with kMaxOther: max_other_index, and special_gradient there
+  kOtherClassSums = 1u << 10,  // sum_exp_other (and sum_exp_squared_other) over j != t; not with
+                               // kDenseTarget or kExpWeightedLogitSum
 };
+
+// Whether a loss's Coefficients carry exp_shift (see above).
+template <typename Coefficients, typename = void>
+struct HasExpShift : std::false_type {};
+template <typename Coefficients>
+struct HasExpShift<Coefficients, std::void_t<decltype(std::declval<Coefficients>().exp_shift)>> : std::true_type {};
 
 // Loss::kNumTensorParams, or 0 for a loss that declares none.
 template <typename Loss, typename = void>
@@ -121,6 +150,8 @@ struct RowStats {
   T max_logit = 0;            // m = max_j o_j (kSoftmax; kScaledSoftmax: its scale's reference)
   T sum_exp = 0;              // S = sum_j exp(o_j - m)       (kSoftmax)
   T sum_exp_squared = 0;      // S2 = sum_j exp(2 (o_j - m))  (kSumExpSquared)
+  T sum_exp_other = 0;        // sum_{j != t} exp(o_j - m)    (kOtherClassSums)
+  T sum_exp_squared_other = 0;  // sum_{j != t} exp(2 (o_j - m)) (kOtherClassSums with kSumExpSquared)
   T max_other_logit = 0;      // max_{j != t} o_j, -inf if C == 1 (kMaxOther)
   int64_t max_other_index = -1;  // its first class (kMaxOtherIndex)
   T element_sum = 0;          // sum_{j != t} element_value(o_j) (kElementSum)

@@ -18,6 +18,7 @@
 //   Milakov & Gimelshein 2018), one set per logit scale s_k (below):
 //     sum_exp[k]                 sum_j e_kj,           e_kj = exp(s_k (o_j - r_k))   (kSoftmax)
 //     sum_exp_squared[k]         sum_j e_kj^2                                        (kSumExpSquared)
+//       (both over j != t for kOtherClassSums: the target's term is added in fill_exp_sums)
 //     exp_weighted_sum[k]        sum_j e_kj (o_j - r_k)                              (kExpWeightedLogitSum)
 //   and, relative to max_logit m, for every scale:
 //     weighted_logit_sum         sum_j w_j (o_j - m)                                 (kSmoothingSum)
@@ -165,6 +166,13 @@ struct RowPartial {
   static constexpr bool kScaled = (kNeeds & kScaledSoftmax) != 0;
   // kSmoothingSum is relative to the max too.
   static constexpr bool kTracksMax = kSoftmaxSums || kSmoothing;
+  // kOtherClassSums (row_loss.h): sum_exp and sum_exp_squared leave the target
+  // out (excluded_index in add()), and fill_exp_sums adds its terms once.
+  // exp_weighted_sum's rebase needs the full sum_exp, and a dense row has no
+  // target to leave out.
+  static constexpr bool kOtherSums = (kNeeds & kOtherClassSums) != 0;
+  static_assert(!kOtherSums || (kSoftmaxSums && !kExpWeighted && !kDense),
+                "kOtherClassSums: a softmax loss with a target, without kExpWeightedLogitSum");
   static_assert(kScales == 1 || kScaled, "only a kScaledSoftmax loss has more than one logit scale");
 
   acc_t max_logit;                    // MAX
@@ -279,8 +287,10 @@ struct RowPartial {
               if (kGather == Gather::kExpSums && empty_at(scales.value[c])) continue;
               const acc_t shifted = o[k] - reference(scales.value[c]);
               const acc_t e = fast_exponential(scales.value[c] * shifted);
-              sum_exp[c] += e;
-              if constexpr (kSquaredSum) sum_exp_squared[c] += e * e;
+              if (!kOtherSums || j + k != excluded_index) {
+                sum_exp[c] += e;
+                if constexpr (kSquaredSum) sum_exp_squared[c] += e * e;
+              }
               if constexpr (kExpWeighted) exp_weighted_sum[c] += exp_weighted_term(e, shifted);
             }
           }
@@ -375,13 +385,24 @@ struct RowPartial {
   // The sums of scale `slot`, relative to s.max_logit (the reference of the
   // row's scale, choose_logit_scale). When that reference is +-inf or NaN,
   // exp(s (o_j - r)) is NaN at the extreme elements and a direct computation's
-  // sums are NaN; the same is returned here.
+  // sums are NaN; the same is returned here. With kOtherSums the gathered
+  // sums are the other classes' and the target's term, from s.target_logit
+  // and s.logit_scale, is added once.
   LOSSEXT_HOST_DEVICE void fill_exp_sums(RowStats<acc_t>& s, int slot = 0) const {
     if constexpr (kTracksMax) {
       const bool finite_reference = s.max_logit - s.max_logit == acc_t(0);  // false for +-inf and NaN
       const acc_t nan = std::numeric_limits<acc_t>::quiet_NaN();
       if constexpr (kSoftmaxSums) s.sum_exp = finite_reference ? sum_exp[slot] : nan;
       if constexpr (kSquaredSum) s.sum_exp_squared = finite_reference ? sum_exp_squared[slot] : nan;
+      if constexpr (kOtherSums) {
+        const acc_t e_target = scaled_exponential(s.target_logit, s.logit_scale, s.max_logit);
+        s.sum_exp_other = s.sum_exp;
+        s.sum_exp += e_target;
+        if constexpr (kSquaredSum) {
+          s.sum_exp_squared_other = s.sum_exp_squared;
+          s.sum_exp_squared += e_target * e_target;
+        }
+      }
       if constexpr (kExpWeighted) s.exp_weighted_logit_sum = finite_reference ? exp_weighted_sum[slot] : nan;
       if constexpr (kSmoothing) {
         // Relative to max_logit; moved to the reference (the minimum for a negative scale).

@@ -18,6 +18,8 @@
 //     sum_exp_k              sum_j exp(s_k (o_j - r_k))      kSoftmax
 //     sum_exp_squared_k      sum_j exp(2 s_k (o_j - r_k))    kSumExpSquared
 //     exp_weighted_sum_k     sum_j exp(s_k (o_j - r_k)) (o_j - r_k)   kExpWeightedLogitSum
+//   (for a kOtherClassSums loss the first two are sum_exp_other_k and
+//   sum_exp_squared_other_k, over j != t: finish() adds the target's terms)
 //   (r_k = max_logit for s_k >= 0, the min for s_k < 0), then
 //     weighted_logit_sum     sum_j w_j (o_j - max_logit)     kSmoothingSum
 //     class_weight_total     sum_j w_j                       kSmoothingSum
@@ -76,8 +78,12 @@ struct BlockStatistics {
   template <class Self, class Field>
   LOSSEXT_HOST_DEVICE static void for_each_sum_field(Self& self, Field&& field) {
     for (int k = 0; k < kScales; ++k) {
-      if constexpr (Partial::kSoftmaxSums) field("sum_exp", k, self.partial.sum_exp[k]);
-      if constexpr (Partial::kSquaredSum) field("sum_exp_squared", k, self.partial.sum_exp_squared[k]);
+      if constexpr (Partial::kSoftmaxSums) {
+        field(Partial::kOtherSums ? "sum_exp_other" : "sum_exp", k, self.partial.sum_exp[k]);
+      }
+      if constexpr (Partial::kSquaredSum) {
+        field(Partial::kOtherSums ? "sum_exp_squared_other" : "sum_exp_squared", k, self.partial.sum_exp_squared[k]);
+      }
       if constexpr (Partial::kExpWeighted) field("exp_weighted_sum", k, self.partial.exp_weighted_sum[k]);
     }
     if constexpr (Partial::kSmoothing) {

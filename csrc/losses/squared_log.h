@@ -20,6 +20,10 @@ struct SquaredLog : TargetProbabilityLoss<SquaredLog>, NoParams {
   LOSSEXT_HOST_DEVICE static T slope_at(T log_p, const Params&) {
     return T(2) * log_p;
   }
+  template <typename T>
+  LOSSEXT_HOST_DEVICE static T log_minus_slope_at(T log_p, const Params&) {
+    return logarithm(T(-2) * log_p);
+  }
 };
 
 }  // namespace lossext

@@ -22,6 +22,7 @@
 #include <ATen/WrapDimUtils.h>
 #include <torch/library.h>
 
+#include <cmath>
 #include <string>
 #include <tuple>
 
@@ -66,16 +67,6 @@ inline at::Tensor dense(const at::Tensor& t) {
 inline at::Tensor in_layout_of(const at::Tensor& t, const at::Tensor& layout) {
   if (t.strides() == layout.strides()) return t;
   return at::empty_like(layout).copy_(t);
-}
-
-// A double rounded to the dtype's precision (hardtanh's bounds: see relu_family.h).
-inline double round_to_dtype(double value, at::ScalarType dtype) {
-  switch (dtype) {
-    case at::kHalf: return static_cast<float>(c10::Half(static_cast<float>(value)));
-    case at::kBFloat16: return static_cast<float>(c10::BFloat16(static_cast<float>(value)));
-    case at::kFloat: return static_cast<float>(value);
-    default: return value;
-  }
 }
 
 template <class Act, class Driver, class MakeParams>
@@ -202,29 +193,26 @@ struct ActivationOps {
   static at::Tensor elu_forward(const at::Tensor& input, double alpha) {
     return elementwise_forward<Elu, Driver>("lossext::elu_forward", input, [&](auto acc) {
       using T = decltype(acc);
-      return Elu::Params<T>{T(alpha), T(1), false};
+      return Elu::Params<T>{T(alpha), T(1)};
     });
   }
-  static at::Tensor elu_backward(const at::Tensor& grad_output, const at::Tensor& saved, double alpha,
-                                 bool saved_is_output) {
-    TORCH_CHECK(!saved_is_output || alpha >= 0, "lossext::elu_backward: the output decides the branch only for ",
-                "alpha >= 0, got ", alpha, "; pass the input");
-    return elementwise_backward<Elu, Driver>("lossext::elu_backward", grad_output, "saved", saved, [&](auto acc) {
+  static at::Tensor elu_backward(const at::Tensor& grad_output, const at::Tensor& input, double alpha) {
+    return elementwise_backward<Elu, Driver>("lossext::elu_backward", grad_output, "input", input, [&](auto acc) {
       using T = decltype(acc);
-      return Elu::Params<T>{T(alpha), T(1), saved_is_output};
+      return Elu::Params<T>{T(alpha), T(1)};
     });
   }
 
   static at::Tensor selu_forward(const at::Tensor& input) {
     return elementwise_forward<Elu, Driver>("lossext::selu_forward", input, [](auto acc) {
       using T = decltype(acc);
-      return Elu::Params<T>{T(kSeluAlpha), T(kSeluScale), false};
+      return Elu::Params<T>{T(kSeluAlpha), T(kSeluScale)};
     });
   }
-  static at::Tensor selu_backward(const at::Tensor& grad_output, const at::Tensor& output) {
-    return elementwise_backward<Elu, Driver>("lossext::selu_backward", grad_output, "output", output, [](auto acc) {
+  static at::Tensor selu_backward(const at::Tensor& grad_output, const at::Tensor& input) {
+    return elementwise_backward<Elu, Driver>("lossext::selu_backward", grad_output, "input", input, [](auto acc) {
       using T = decltype(acc);
-      return Elu::Params<T>{T(kSeluAlpha), T(kSeluScale), true};
+      return Elu::Params<T>{T(kSeluAlpha), T(kSeluScale)};
     });
   }
 
@@ -271,27 +259,26 @@ struct ActivationOps {
   }
 
   static void check_hardtanh_bounds(const std::string& op, double min_val, double max_val) {
+    TORCH_CHECK(!std::isnan(min_val) && !std::isnan(max_val), op, ": min_val and max_val must not be NaN, got ",
+                "min_val=", min_val, " max_val=", max_val);
     TORCH_CHECK(min_val <= max_val, op, ": min_val cannot be greater than max_val, got min_val=", min_val,
                 " max_val=", max_val);
   }
+  // The bounds in the accumulation type, unrounded to the tensor's dtype (relu_family.h).
   static at::Tensor hardtanh_forward(const at::Tensor& input, double min_val, double max_val) {
     check_hardtanh_bounds("lossext::hardtanh_forward", min_val, max_val);
-    const double lo = round_to_dtype(min_val, input.scalar_type());
-    const double hi = round_to_dtype(max_val, input.scalar_type());
     return elementwise_forward<Hardtanh, Driver>("lossext::hardtanh_forward", input, [&](auto acc) {
       using T = decltype(acc);
-      return Hardtanh::Params<T>{T(lo), T(hi)};
+      return Hardtanh::Params<T>{T(min_val), T(max_val)};
     });
   }
-  static at::Tensor hardtanh_backward(const at::Tensor& grad_output, const at::Tensor& output, double min_val,
+  static at::Tensor hardtanh_backward(const at::Tensor& grad_output, const at::Tensor& saved, double min_val,
                                       double max_val) {
     check_hardtanh_bounds("lossext::hardtanh_backward", min_val, max_val);
-    const double lo = round_to_dtype(min_val, output.scalar_type());
-    const double hi = round_to_dtype(max_val, output.scalar_type());
-    return elementwise_backward<Hardtanh, Driver>("lossext::hardtanh_backward", grad_output, "output", output,
+    return elementwise_backward<Hardtanh, Driver>("lossext::hardtanh_backward", grad_output, "saved", saved,
                                                   [&](auto acc) {
                                                     using T = decltype(acc);
-                                                    return Hardtanh::Params<T>{T(lo), T(hi)};
+                                                    return Hardtanh::Params<T>{T(min_val), T(max_val)};
                                                   });
   }
 

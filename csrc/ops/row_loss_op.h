@@ -134,11 +134,31 @@ RowLossProblem prepare_row_loss(const at::Tensor& input, const at::Tensor& targe
   return p;
 }
 
+// The sum of a 1-D tensor in an order that depends on its length alone, so
+// the same for every thread count. at::sum splits one long reduction among
+// its threads (one partial sum each, then combined), which moved a loss over
+// 65536 rows by an ulp between 1 and 2 threads. Here each block of kBlock
+// values is one reduction of its own (a sum over dim 1 is split between
+// blocks, never inside one), then the block sums are summed the same way,
+// until at most kBlock values remain: a sum that short runs on one thread
+// (below ATen's grain of 32768 elements).
+inline at::Tensor sum_in_fixed_order(at::Tensor values) {
+  constexpr int64_t kBlock = 4096;
+  while (values.numel() > kBlock) {
+    const int64_t length = values.numel();
+    const int64_t whole = length / kBlock * kBlock;
+    at::Tensor block_sums = values.narrow(0, 0, whole).view({-1, kBlock}).sum(1);
+    if (whole < length) block_sums = at::cat({block_sums, values.narrow(0, whole, length - whole).sum().view({1})});
+    values = block_sums;
+  }
+  return values.sum();
+}
+
 // Sum (or copy, for reduction none) the per-row contributions into the op's output.
 inline at::Tensor reduce_row_values(const at::Tensor& row_values, const at::Tensor& target_weight_sum,
                                     Reduction reduction, at::ScalarType out_dtype) {
   if (reduction == Reduction::None) return row_values.to(out_dtype);
-  at::Tensor total = row_values.sum();
+  at::Tensor total = sum_in_fixed_order(row_values);
   if (reduction == Reduction::Mean) {
     // A mean over no weight (empty batch, all rows ignored) is 0/0 in PyTorch: NaN.
     total = at::where(target_weight_sum == 0, std::numeric_limits<double>::quiet_NaN(), total);

@@ -26,10 +26,9 @@ def _compute(t: torch.Tensor) -> torch.Tensor:
     return t.to(accumulation_dtype(t.dtype))
 
 
-def _elu_slope_derivative(s: torch.Tensor, saved_is_output: bool, alpha: float, scale: float = 1.0):
-    """h = scale for s > 0; y + scale alpha from the output y (h' = 1), scale alpha e^x from the input x."""
-    negative_side = torch.ones_like(s) if saved_is_output else scale * alpha * torch.exp(s)
-    return torch.where(s > 0, torch.zeros_like(s), negative_side)
+def _elu_slope_derivative(x: torch.Tensor, saved_is_output: bool, alpha: float, scale: float = 1.0):
+    """h = scale for x > 0, scale alpha e^x otherwise (the saved tensor is the input, ops.py)."""
+    return torch.where(x > 0, torch.zeros_like(x), scale * alpha * torch.exp(x))
 
 
 def _silu_slope_derivative(x: torch.Tensor, saved_is_output: bool):
@@ -74,7 +73,8 @@ SLOPE_DERIVATIVES: Dict[str, SlopeDerivative] = {
 }
 
 
-def register_elementwise(name: str, saves_output: Callable[[Sequence], bool], passes_saved_is_output: bool) -> None:
+def register_elementwise(name: str, saves_output: Callable[[torch.Tensor, Sequence], bool],
+                         passes_saved_is_output: bool) -> None:
     """`<name>_backward(grad_output, saved, *params[, saved_is_output])`: the products of the module docstring."""
     backward_op = getattr(torch.ops.lossext, f"{name}_backward")
     slope_derivative = SLOPE_DERIVATIVES[name]
@@ -83,7 +83,7 @@ def register_elementwise(name: str, saves_output: Callable[[Sequence], bool], pa
         grad_output, saved, *rest = inputs
         params = rest[:-1] if passes_saved_is_output else rest
         ctx.rest, ctx.params = rest, params
-        ctx.saved_is_output = rest[-1] if passes_saved_is_output else saves_output(params)
+        ctx.saved_is_output = rest[-1] if passes_saved_is_output else saves_output(saved, params)  # same dtype as the input
         ctx.save_for_backward(grad_output, saved)
 
     def backward(ctx, grad_of_grad_input):

@@ -5,14 +5,18 @@ Every activation `<name>` of ACTIVATION_NAMES has two ops (schemas registered by
 from other code too. The autograd formula of the forward op saves one tensor for the backward op:
 
     saved       activations
-    output      relu, sigmoid, tanh, hardtanh, selu, softmax,
-                leaky_relu (negative_slope >= 0), elu (alpha >= 0)
-    input       silu, gelu, leaky_relu (negative_slope < 0), elu (alpha < 0),
+    output      relu, sigmoid, tanh, softmax, leaky_relu (negative_slope >= 0),
+                hardtanh (both bounds values of the input's dtype)
+    input       silu, gelu, elu, selu, leaky_relu (negative_slope < 0),
+                hardtanh (a bound between two values of the dtype),
                 prelu and swish (with their parameter)
 
-Saving the output lets the input be freed when nothing else holds it. The backward ops have
-autograd formulas of their own (lossext.activations.double_backward): double backward.
+Saving the output lets the input be freed when nothing else holds it; ELU and SELU keep the input
+because their slope from the output, y + scale alpha, cancels (csrc/activations/elu.h). The backward
+ops have autograd formulas of their own (lossext.activations.double_backward): double backward.
 """
+
+import functools
 
 from dataclasses import dataclass
 from typing import Callable, Dict, Sequence, Union
@@ -23,17 +27,29 @@ from .. import _extension
 from . import double_backward
 
 
-def _always(params: Sequence) -> bool:
+def _always(input: torch.Tensor, params: Sequence) -> bool:
     return True
 
 
-def _never(params: Sequence) -> bool:
+def _never(input: torch.Tensor, params: Sequence) -> bool:
     return False
 
 
-def _slope_is_not_negative(params: Sequence) -> bool:
+def _slope_is_not_negative(input: torch.Tensor, params: Sequence) -> bool:
     """With a slope >= 0 the output has the input's sign, which is all the backward needs of the input."""
     return params[0] >= 0
+
+
+@functools.lru_cache(maxsize=None)
+def _is_value_of(value: float, dtype: torch.dtype) -> bool:
+    return torch.tensor(value, dtype=dtype, device="cpu").item() == value  # CPU: also under a meta device context
+
+
+def _bounds_are_values_of_dtype(input: torch.Tensor, params: Sequence) -> bool:
+    """Hardtanh's output is a bound exactly when the input was clamped only if both bounds are values of the
+    dtype (csrc/activations/relu_family.h): float16 hardtanh(1.0, -1, 1.0001) and hardtanh(1.5, -1, 1.0001)
+    are both 1.0."""
+    return all(_is_value_of(float(bound), input.dtype) for bound in params)
 
 
 @dataclass(frozen=True)
@@ -41,11 +57,11 @@ class ScalarParamsFormula:
     """An activation whose parameters (after the input) are Python scalars: the backward op takes
     (grad_output, saved, *params), then whether `saved` is the output when `passes_saved_is_output`.
 
-    saves_output(params) chooses the saved tensor; keeps_layout says whether the output has the
+    saves_output(input, params) chooses the saved tensor; keeps_layout says whether the output has the
     input's strides (elementwise kernels) or is contiguous (softmax).
     """
 
-    saves_output: Callable[[Sequence], bool]
+    saves_output: Callable[[torch.Tensor, Sequence], bool]
     passes_saved_is_output: bool = False
     keeps_layout: bool = True
 
@@ -58,7 +74,7 @@ class ScalarParamsFormula:
     def setup_context(self, ctx, inputs, output) -> None:
         input, *params = inputs
         ctx.params = params
-        ctx.saved_is_output = self.saves_output(params)
+        ctx.saved_is_output = self.saves_output(input, params)
         ctx.save_for_backward(output if ctx.saved_is_output else input)
 
     def register_double_backward(self, name: str) -> None:
@@ -109,14 +125,14 @@ ACTIVATION_FORMULAS: Dict[str, Union[ScalarParamsFormula, ChannelParamFormula]] 
     "relu": _SAVES_OUTPUT,
     "leaky_relu": _SAVES_BY_SLOPE,
     "prelu": _CHANNEL,
-    "elu": _SAVES_BY_SLOPE,
-    "selu": _SAVES_OUTPUT,
+    "elu": _SAVES_INPUT,
+    "selu": _SAVES_INPUT,
     "silu": _SAVES_INPUT,
     "swish": _CHANNEL,
     "gelu": _SAVES_INPUT,
     "sigmoid": _SAVES_OUTPUT,
     "tanh": _SAVES_OUTPUT,
-    "hardtanh": _SAVES_OUTPUT,
+    "hardtanh": ScalarParamsFormula(saves_output=_bounds_are_values_of_dtype),
     "softmax": ScalarParamsFormula(saves_output=_always, keeps_layout=False),
 }
 ACTIVATION_NAMES = tuple(ACTIVATION_FORMULAS)

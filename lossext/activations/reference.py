@@ -85,19 +85,27 @@ def non_positive_part(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x > 0, torch.zeros((), dtype=x.dtype, device=x.device), x)
 
 
+def exp_minus_one(x: torch.Tensor) -> torch.Tensor:
+    """e^x - 1 with the value of expm1 and the gradient e^x: torch's expm1 backward forms expm1(x) + 1, which
+    cancels to 0 for x below about -17 in float32 (e^-17 = 4e-8 is under an ulp of 1). The second term is 0 in
+    value and carries the gradient."""
+    e = torch.exp(x)
+    return torch.expm1(x).detach() + (e - e.detach())
+
+
 def elu(input: torch.Tensor, alpha: float = 1.0, inplace: bool = False) -> torch.Tensor:
     """x for x > 0, alpha (e^x - 1) otherwise; NaN takes the exponential branch, so its gradient is NaN,
     as in PyTorch's vectorised elu_backward."""
     check_not_inplace("elu", inplace)
     x = _compute(input)
-    return torch.where(x > 0, x, alpha * torch.expm1(non_positive_part(x))).to(input.dtype)
+    return torch.where(x > 0, x, alpha * exp_minus_one(non_positive_part(x))).to(input.dtype)
 
 
 def selu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """scale * elu(x, alpha) with SELU's constants."""
     check_not_inplace("selu", inplace)
     x = _compute(input)
-    return (SELU_SCALE * torch.where(x > 0, x, SELU_ALPHA * torch.expm1(non_positive_part(x)))).to(input.dtype)
+    return (SELU_SCALE * torch.where(x > 0, x, SELU_ALPHA * exp_minus_one(non_positive_part(x)))).to(input.dtype)
 
 
 def sigmoid(input: torch.Tensor) -> torch.Tensor:
@@ -141,13 +149,11 @@ def hardtanh(input: torch.Tensor, min_val: float = -1.0, max_val: float = 1.0, i
     check_not_inplace("hardtanh", inplace)
     check_hardtanh_bounds(min_val, max_val)
     x = _compute(input)
-    # The bounds as the input's dtype holds them, as the kernels use them.
-    lo = torch.tensor(min_val, dtype=input.dtype, device="cpu").item()  # CPU: also under a meta device context
-    hi = torch.tensor(max_val, dtype=input.dtype, device="cpu").item()
-    lo_t = torch.full((), lo, dtype=x.dtype, device=x.device)
-    hi_t = torch.full((), hi, dtype=x.dtype, device=x.device)
-    clamped = torch.where(x <= lo, lo_t, torch.where(x >= hi, hi_t, x.detach()))
-    return torch.where((x > lo) & (x < hi), x, clamped).to(input.dtype)
+    # The bounds in the compute dtype, unrounded to the input's, as PyTorch and the kernels compare them.
+    lo_t = torch.full((), min_val, dtype=x.dtype, device=x.device)
+    hi_t = torch.full((), max_val, dtype=x.dtype, device=x.device)
+    clamped = torch.where(x <= lo_t, lo_t, torch.where(x >= hi_t, hi_t, x.detach()))
+    return torch.where((x > lo_t) & (x < hi_t), x, clamped).to(input.dtype)
 
 
 def softmax(input: torch.Tensor, dim: int, dtype: Optional[torch.dtype] = None) -> torch.Tensor:

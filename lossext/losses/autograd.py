@@ -59,7 +59,7 @@ class RowLossFunction(torch.autograd.Function):
     def run(ctx, loss_name: str, input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor],
             params: Sequence[float], ignore_index: int, reduction: str) -> torch.Tensor:
         """The loss of the `loss_name` op, with what backward needs saved on ctx."""
-        compute_grad = input.requires_grad and ops.gradient_mode(input.device) == "fused"
+        compute_grad = input.requires_grad and ops.fuses_gradient(input)
         op_inputs = (input, target, weight, list(params), None, ignore_index, reduction_code(reduction), compute_grad)
         output = ops.row_loss_op(loss_name, "forward")(*op_inputs)
         ops.save_for_backward(ctx, op_inputs, output)

@@ -5,8 +5,8 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 
 from .. import _extension
-from .._checks import (canonicalize, check_alpha, check_hinge_params, check_label_smoothing, check_two_scale_scale,
-                       check_z_loss)
+from .._checks import (canonicalize, check_alpha, check_hinge_params, check_label_smoothing, check_two_scale_eta,
+                       check_two_scale_scale, check_z_loss)
 from .._dtensor import routes_dtensor
 from .._dtypes import accumulation_dtype
 from . import reference
@@ -34,7 +34,7 @@ def _needs_reference(input: torch.Tensor, *others: Optional[torch.Tensor]) -> bo
     gradient the kernels do not produce (for class weights or soft targets)."""
     if not _extension.use_extension(input.device):
         return True
-    return any(t is not None and t.requires_grad for t in others)
+    return any(isinstance(t, torch.Tensor) and t.requires_grad for t in others)  # canonicalize rejects the rest
 
 
 def class_index_loss(
@@ -51,7 +51,10 @@ def class_index_loss(
     if _needs_reference(input, weight):
         return reference_fn()
     canonical = canonicalize(name, input, target, weight, ignore_index, reduction)
-    loss = row_loss(name, canonical.input, canonical.target, weight, params, ignore_index, canonical.reduction)
+    if canonical.input.shape[1] == 0:
+        return reference.loss_without_classes(canonical)
+    loss = row_loss(name, canonical.input, canonical.target, weight, params, canonical.ignore_index,
+                    canonical.reduction)
     return loss.reshape(canonical.batch_shape) if canonical.reduction == 0 else loss
 
 
@@ -75,6 +78,7 @@ def cross_entropy(
     check_label_smoothing(label_smoothing)
     check_z_loss(z_loss)
     params = [label_smoothing, z_loss]
+    input, weight = reference.probability_target_dtypes(input, target, weight)
 
     def run_reference() -> torch.Tensor:
         return reference.cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing, z_loss)
@@ -86,8 +90,10 @@ def cross_entropy(
                                 run_reference)
     if _needs_reference(input, weight, target):
         return run_reference()
+    if canonical.input.shape[1] == 0:
+        return reference.loss_without_classes(canonical)
     loss = row_loss("cross_entropy_probabilities", canonical.input, canonical.target, weight, params,
-                    ignore_index, canonical.reduction)
+                    canonical.ignore_index, canonical.reduction)
     return loss.reshape(canonical.batch_shape) if canonical.reduction == 0 else loss
 
 
@@ -123,6 +129,7 @@ def two_scale_cross_entropy(
     one-element tensors that may require grad (scales must be positive); their gradients
     (eq. 15) come from the same kernel as the input's, summed over rows in a fixed order.
     """
+    check_two_scale_eta(eta)
     scales = _scale_tensor([("r1", r1), ("r2", r2), ("norm", 1.0 if norm is None else norm)], input)
 
     def run_reference() -> torch.Tensor:
@@ -131,8 +138,10 @@ def two_scale_cross_entropy(
     if _needs_reference(input, weight):
         return run_reference()
     canonical = canonicalize("two_scale_cross_entropy", input, target, weight, ignore_index, reduction)
+    if canonical.input.shape[1] == 0:
+        return reference.loss_without_classes(canonical)
     loss = row_loss("two_scale_cross_entropy", canonical.input, canonical.target, weight, [float(eta)],
-                    ignore_index, canonical.reduction, tensor_params=scales)
+                    canonical.ignore_index, canonical.reduction, tensor_params=scales)
     return loss.reshape(canonical.batch_shape) if canonical.reduction == 0 else loss
 
 

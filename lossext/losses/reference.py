@@ -12,7 +12,7 @@ from typing import Callable, Optional, Union
 import torch
 
 from .._checks import (Canonical, canonicalize, check_alpha, check_hinge_params, check_label_smoothing,
-                       check_target_range, check_z_loss)
+                       check_target_range, check_two_scale_params, check_z_loss)
 from .._dtypes import accumulation_dtype
 
 __all__ = [
@@ -60,6 +60,33 @@ def reduce_rows(rows: torch.Tensor, denominator: torch.Tensor, canonical: Canoni
     return total.to(dtype)
 
 
+def loss_without_classes(canonical: Canonical) -> torch.Tensor:
+    """A loss over C = 0 classes, as F.cross_entropy gives it: no row can hold a class index (a target that is
+    not ignore_index raises IndexError), so every row's loss is 0, their sum 0 and their mean 0 / 0 = NaN; the
+    gradient of the empty input flows through."""
+    if not canonical.probabilities:
+        check_target_range(canonical.target, 0, canonical.ignore_index)
+    rows = canonical.input.sum(dim=1)
+    if canonical.reduction == 0:
+        return rows.reshape(canonical.batch_shape)
+    total = rows.sum()
+    return total / 0.0 if canonical.reduction == 1 else total
+
+
+def probability_target_dtypes(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor]):
+    """(input, weight) in the dtype F.cross_entropy computes a probability target's loss in: the promotion of the
+    input's and the target's (a float64 target makes a float32 input's loss float64); the input's gradient
+    flows back to its own dtype."""
+    if not (isinstance(input, torch.Tensor) and isinstance(target, torch.Tensor) and input.is_floating_point()
+            and target.is_floating_point() and target.shape == input.shape):
+        return input, weight
+    dtype = torch.promote_types(input.dtype, target.dtype)
+    if isinstance(weight, torch.Tensor) and weight.is_floating_point():
+        weight = weight.to(torch.promote_types(dtype, weight.dtype))
+        dtype = weight.dtype
+    return input.to(dtype), weight
+
+
 def class_index_loss(
     name: str,
     input: torch.Tensor,
@@ -78,6 +105,9 @@ def class_index_loss(
     w_t over the rows that are not ignored, as F.cross_entropy does.
     """
     canonical = canonicalize(name, input, target, weight, ignore_index, reduction)
+    if canonical.input.shape[1] == 0:
+        return loss_without_classes(canonical)
+    ignore_index = canonical.ignore_index
     x = canonical.input.to(accumulation_dtype(input.dtype))
     t = canonical.target.long()
     check_target_range(t, x.shape[1], ignore_index)
@@ -108,9 +138,12 @@ def cross_entropy(
     """
     check_label_smoothing(label_smoothing)
     check_z_loss(z_loss)
+    input, weight = probability_target_dtypes(input, target, weight)
     canonical = canonicalize("cross_entropy", input, target, weight, ignore_index, reduction,
                              allow_probabilities=True)
     eps = float(label_smoothing)
+    if canonical.probabilities and canonical.input.shape[1] == 0:
+        return loss_without_classes(canonical)
     if canonical.probabilities:
         x = canonical.input.to(accumulation_dtype(input.dtype))
         num_classes = x.shape[1]
@@ -155,6 +188,11 @@ def two_scale_cross_entropy(
     Per row: delta = X_t - max_{j != t} X_j; r = r1 if delta < eta else r2; the loss is the
     cross-entropy of (r / R) X, R = norm (1 if None). One class: delta = +inf (well classified).
     """
+    # lossext.losses.double_backward passes each row its own copy of the scales, (N,) tensors of the op's checked
+    # values: only the public call's floats and one-element tensors are checked here.
+    if all(not isinstance(v, torch.Tensor) or v.numel() == 1 for v in (r1, r2, norm)):
+        check_two_scale_params(r1, r2, eta, norm, input)
+
     def per_row(x: torch.Tensor, t: torch.Tensor, w_t: torch.Tensor) -> torch.Tensor:
         scales = [torch.as_tensor(1.0 if v is None else v, dtype=x.dtype, device=x.device) for v in (r1, r2, norm)]
         scale_below, scale_above, size = (v.to(x.dtype) for v in scales)
