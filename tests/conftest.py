@@ -1,12 +1,20 @@
 """Shared fixtures (devices, backends, gradient modes) and the one tolerance table of both op families."""
 
+import os
+import tempfile
 from dataclasses import dataclass
 from typing import Dict, Tuple
 
-import pytest
-import torch
+# torch.compile's caches (TORCHINDUCTOR_CACHE_DIR, shared by every process of the user) key a graph by
+# torch's version and the graph, not by lossext's: graphs traced with an earlier build's autograd formulas
+# replay against the new ops (seen after ELU/SELU's backward began taking the input: errors for ELU,
+# silently wrong gradients for SELU). The tests compile into a cache of their own run.
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="lossext-tests-inductor-"))
 
-import lossext
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import lossext  # noqa: E402
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
