@@ -134,7 +134,7 @@ LOSSEXT_ALWAYS_INLINE void gather_extremes(const CpuRow<scalar_t, acc_t>& r, Par
   const int64_t tail = r.columns - vector_end;
   const auto larger = [](V a, V b) { return unordered_maximum(a, b); };
   const auto smaller = [](V a, V b) { return where(b < a, b, a); };  // NaN b is passed over
-  const auto pass = [&](auto min_wanted) {
+  const auto pass = [&](auto min_wanted) LOSSEXT_INLINE_LAMBDA {
     Accumulators<kUnroll, V> row_max(V(-infinity<acc_t>()));
     Accumulators<kUnroll, V> row_min(V(infinity<acc_t>()));
     const auto take = [&](V x, auto k) {
@@ -271,7 +271,7 @@ LOSSEXT_ALWAYS_INLINE void gather_exp_sums(const CpuRow<scalar_t, acc_t>& r, Par
   // With masked (a scale s <= 0, or NaN): -inf logits are excluded
   // explicitly, as s (-inf - ref) is not -inf; with s > 0, ref is the max
   // and exp(s (o - max)) is 0 at o = -inf by itself.
-  const auto pass = [&](auto masked) {
+  const auto pass = [&](auto masked) LOSSEXT_INLINE_LAMBDA {
     constexpr bool kMasked = decltype(masked)::value;
     Accumulators<kExpUnroll, V> sum_e(V(acc_t(0))), sum_e2(V(acc_t(0))), sum_wx(V(acc_t(0))), sum_w(V(acc_t(0))),
         sum_ex(V(acc_t(0)));
