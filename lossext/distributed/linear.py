@@ -26,7 +26,7 @@ from .._checks import reduction_code
 from .._dtypes import accumulation_dtype
 from ..losses.binding import bind_loss_arguments, op_arguments, resolve_loss
 from ..losses.ops import _upstream_is_one
-from ..losses.row_statistics import statistics_layout
+from ..losses.row_statistics import block_op, statistics_layout
 from .losses import class_range, global_statistics, vocab_parallel_loss
 
 __all__ = ["vocab_parallel_linear_loss"]
@@ -34,10 +34,6 @@ __all__ = ["vocab_parallel_linear_loss"]
 _CALLER = "lossext.distributed.vocab_parallel_linear_loss"
 # The logits of one chunk: at most this many bytes unless chunk_size says otherwise (as lossext.linear_loss).
 _DEFAULT_CHUNK_BYTES = 128 << 20
-
-
-def _block_op(name: str, kind: str):
-    return getattr(torch.ops.lossext, f"{name}_{kind}").default
 
 
 def _chunk_rows(rows: int, classes: int, element_size: int, chunk_size: Optional[int],
@@ -82,7 +78,7 @@ class VocabParallelLinearLoss(torch.autograd.Function):
         statistics, max_other_index = [], None
         for begin, end in chunks:
             logits = F.linear(input[begin:end], linear_weight, linear_bias)
-            block, max_other_index = _block_op(name, "block_statistics")(
+            block, max_other_index = block_op(name, "block_statistics")(
                 logits, target[begin:end], weight, params, tensor_params, class_offset, num_classes, ignore_index)
             statistics.append(block)
         if not chunks:
@@ -127,7 +123,7 @@ class VocabParallelLinearLoss(torch.autograd.Function):
             upstream = None
             if grad_output is not None:
                 upstream = grad_output[begin:end] if reduction == 0 else grad_output
-            value, grad_logits, row_param_grads = _block_op(name, "block_loss_and_gradient")(
+            value, grad_logits, row_param_grads = block_op(name, "block_loss_and_gradient")(
                 logits, target[begin:end], weight, params, tensor_params, combined[begin:end], ctx.max_other_index,
                 class_offset, num_classes, ignore_index, reduction, ctx.denominator, upstream, compute_grad)
             values.append(value.to(acc) if reduction != 0 else value)

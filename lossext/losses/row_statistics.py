@@ -76,7 +76,8 @@ def _register(name: str) -> None:
         return loss, grad_input, row_param_grads
 
 
-def _block_op(name: str, kind: str):
+def block_op(name: str, kind: str):
+    """torch.ops.lossext.<name>_<kind>: the block op `kind` (block_statistics, rebase_statistics, ...) of a loss."""
     return getattr(torch.ops.lossext, f"{name}_{kind}").default
 
 
@@ -118,14 +119,14 @@ def blockwise_row_loss(
     indices: List[torch.Tensor] = []
     for begin, end in blocks:
         block_input, block_target, block_weight = block_arguments(begin, end)
-        s, i = _block_op(name, "block_statistics")(block_input, block_target, block_weight, params, tensor_params,
+        s, i = block_op(name, "block_statistics")(block_input, block_target, block_weight, params, tensor_params,
                                                    begin, num_classes, ignore_index)
         statistics.append(s)
         indices.append(i)
     statistics = [statistics[b] for b in order]
     indices = [indices[b] for b in order]
 
-    combine_op = _block_op(name, "combine_statistics")
+    combine_op = block_op(name, "combine_statistics")
     if combine == "combine":
         combined, combined_index = combine_op(statistics, indices, tensor_params)
     elif combine == "pairwise":
@@ -135,7 +136,7 @@ def blockwise_row_loss(
     elif combine == "rebase":
         max_fields = statistics_layout(name)[0]
         max_part = torch.stack([s[:, :max_fields] for s in statistics]).amax(dim=0)
-        rebased = [_block_op(name, "rebase_statistics")(s, max_part, tensor_params) for s in statistics]
+        rebased = [block_op(name, "rebase_statistics")(s, max_part, tensor_params) for s in statistics]
         sum_part = torch.stack([r[:, max_fields:] for r in rebased]).sum(dim=0)
         combined = torch.cat([max_part, sum_part], dim=1)
         # The max-other index travels apart (csrc/losses/row_statistics.h).
@@ -148,7 +149,7 @@ def blockwise_row_loss(
     row_param_grads = None
     for begin, end in blocks:
         block_input, block_target, block_weight = block_arguments(begin, end)
-        loss, grad, row_param_grads = _block_op(name, "block_loss_and_gradient")(
+        loss, grad, row_param_grads = block_op(name, "block_loss_and_gradient")(
             block_input, block_target, block_weight, params, tensor_params, combined, combined_index, begin,
             num_classes, ignore_index, reduction, target_weight_sum, grad_output, True)
         gradients.append(grad)
