@@ -1,11 +1,12 @@
-"""The Python op lists, lossext.losses.ops.ROW_LOSS_NAMES and lossext.activations.ops.ACTIVATION_NAMES, are the
-C++ ones."""
+"""The op lists: lossext.losses.ops.ROW_LOSS_NAMES (lossext._C's) against the references and the schemas,
+lossext.activations.ops.ACTIVATION_NAMES against the C++ list."""
 
 import pytest
 import torch
 
 import lossext
 from lossext.activations.ops import ACTIVATION_NAMES
+from lossext.losses import reference as loss_references
 from lossext.losses.ops import ROW_LOSS_NAMES
 
 pytestmark = pytest.mark.skipif(not lossext.extension_loaded(), reason="lossext._C is not built")
@@ -31,11 +32,11 @@ def test_the_lists_have_no_repeats():
     assert not set(ROW_LOSS_NAMES) & set(ACTIVATION_NAMES)
 
 
-def test_the_row_loss_list_is_the_cpp_list():
-    if hasattr(lossext._C, "row_loss_names"):
-        assert tuple(lossext._C.row_loss_names()) == ROW_LOSS_NAMES
-    else:  # a lossext._C built before it exported its lists: the losses are the ops taking (input, target, ...)
-        assert set(ROW_LOSS_NAMES) == forward_names_taking(lossext_schemas(), ["input", "target"])
+def test_the_row_loss_list_is_every_reference_loss_and_its_schemas():
+    # ROW_LOSS_NAMES is lossext._C's list: each loss of it has a reference (cross_entropy_probabilities is
+    # cross_entropy's op for probability targets), and the ops taking (input, target, ...) are these.
+    assert set(ROW_LOSS_NAMES) == set(loss_references.__all__) | {"cross_entropy_probabilities"}
+    assert set(ROW_LOSS_NAMES) == forward_names_taking(lossext_schemas(), ["input", "target"])
 
 
 def test_the_activation_list_is_the_cpp_list():

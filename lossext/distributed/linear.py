@@ -25,8 +25,8 @@ from .. import _extension
 from .._checks import reduction_code
 from .._dtypes import accumulation_dtype
 from ..losses.binding import bind_loss_arguments, op_arguments, resolve_loss
-from ..losses.ops import _upstream_is_one
-from ..losses.row_statistics import block_op, statistics_layout
+from ..losses.ops import _upstream_is_one, row_loss_op
+from ..losses.row_statistics import statistics_layout
 from .losses import class_range, global_statistics, vocab_parallel_loss
 
 __all__ = ["vocab_parallel_linear_loss"]
@@ -78,7 +78,7 @@ class VocabParallelLinearLoss(torch.autograd.Function):
         statistics, max_other_index = [], None
         for begin, end in chunks:
             logits = F.linear(input[begin:end], linear_weight, linear_bias)
-            block, max_other_index = block_op(name, "block_statistics")(
+            block, max_other_index = row_loss_op(name, "block_statistics")(
                 logits, target[begin:end], weight, params, tensor_params, class_offset, num_classes, ignore_index)
             statistics.append(block)
         if not chunks:
@@ -123,7 +123,7 @@ class VocabParallelLinearLoss(torch.autograd.Function):
             upstream = None
             if grad_output is not None:
                 upstream = grad_output[begin:end] if reduction == 0 else grad_output
-            value, grad_logits, row_param_grads = block_op(name, "block_loss_and_gradient")(
+            value, grad_logits, row_param_grads = row_loss_op(name, "block_loss_and_gradient")(
                 logits, target[begin:end], weight, params, tensor_params, combined[begin:end], ctx.max_other_index,
                 class_offset, num_classes, ignore_index, reduction, ctx.denominator, upstream, compute_grad)
             values.append(value.to(acc) if reduction != 0 else value)

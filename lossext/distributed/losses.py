@@ -28,7 +28,8 @@ from .. import _extension
 from .._checks import canonicalize
 from ..losses import ops, reference
 from ..losses.binding import bind_loss_arguments, op_arguments, resolve_loss
-from ..losses.row_statistics import block_op, statistics_layout
+from ..losses.ops import row_loss_op
+from ..losses.row_statistics import statistics_layout
 
 __all__ = ["class_range", "exchange_class_sizes", "global_statistics", "vocab_parallel_loss"]
 
@@ -84,7 +85,7 @@ def global_statistics(name: str, statistics: torch.Tensor, tensor_params: Option
         return statistics
     max_part = statistics[:, :max_fields].contiguous()
     dist.all_reduce(max_part, op=dist.ReduceOp.MAX, group=group)
-    rebased = block_op(name, "rebase_statistics")(statistics, max_part, tensor_params)
+    rebased = row_loss_op(name, "rebase_statistics")(statistics, max_part, tensor_params)
     sum_part = rebased[:, max_fields:].contiguous()
     dist.all_reduce(sum_part, op=dist.ReduceOp.SUM, group=group)
     return torch.cat([max_part, sum_part], dim=1)
@@ -97,12 +98,12 @@ class VocabParallelRowLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, input, tensor_params, target, weight, name, params, ignore_index, reduction, class_offset,
                 num_classes, group):
-        statistics, max_other_index = block_op(name, "block_statistics")(
+        statistics, max_other_index = row_loss_op(name, "block_statistics")(
             input, target, weight, params, tensor_params, class_offset, num_classes, ignore_index)
         combined = global_statistics(name, statistics, tensor_params, group)
         wants_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         ctx.fused = wants_grad and ops.gradient_mode(input.device) == "fused"
-        loss, grad_input, row_param_grads = block_op(name, "block_loss_and_gradient")(
+        loss, grad_input, row_param_grads = row_loss_op(name, "block_loss_and_gradient")(
             input, target, weight, params, tensor_params, combined, max_other_index, class_offset, num_classes,
             ignore_index, reduction, None, None, ctx.fused)
         ctx.name, ctx.params, ctx.ignore_index, ctx.reduction = name, params, ignore_index, reduction
@@ -131,7 +132,7 @@ class VocabParallelRowLoss(torch.autograd.Function):
                 grad_input = grad_input * grad_loss.to(grad_input.dtype)
         else:
             input, target, weight, tensor_params, combined, max_other_index = ctx.saved_tensors
-            _, grad_input, row_param_grads = block_op(ctx.name, "block_loss_and_gradient")(
+            _, grad_input, row_param_grads = row_loss_op(ctx.name, "block_loss_and_gradient")(
                 input, target, weight, ctx.params, tensor_params, combined, max_other_index, ctx.class_offset,
                 ctx.num_classes, ctx.ignore_index, ctx.reduction, None, grad_loss, True)
             param_grad = row_param_grads.sum(dim=0) if ctx.has_tensor_params else None

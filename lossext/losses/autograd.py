@@ -16,21 +16,15 @@ import torch
 
 from .._checks import reduction_code
 from . import ops
+from .ops import add_public_class
+from .reference import PARAMETER_FREE_LOSS_NAMES
 
+# The Functions written out; each parameter-free loss's is made at the end of this file and appended.
 __all__ = [
     "AlphaLossFunction",
-    "CauchySchwarzFunction",
-    "ChebyshevFunction",
     "CrossEntropyFunction",
-    "ExpectationFunction",
     "HingeFunction",
-    "L1Function",
-    "L2Function",
-    "LogisticFunction",
-    "RegularizedExpectationFunction",
     "RowLossFunction",
-    "SquaredLogFunction",
-    "TanimotoFunction",
 ]
 
 # The arguments of every forward besides ctx and the loss's own parameters.
@@ -114,55 +108,6 @@ def _parameter_free_forward(loss_name: str) -> staticmethod:
     return staticmethod(forward)
 
 
-class L1Function(RowLossFunction):
-    """lossext.l1 on (N, C) rows."""
-
-    forward = _parameter_free_forward("l1")
-
-
-class L2Function(RowLossFunction):
-    """lossext.l2 on (N, C) rows."""
-
-    forward = _parameter_free_forward("l2")
-
-
-class LogisticFunction(RowLossFunction):
-    """lossext.logistic on (N, C) rows."""
-
-    forward = _parameter_free_forward("logistic")
-
-
-class ExpectationFunction(RowLossFunction):
-    """lossext.expectation on (N, C) rows."""
-
-    forward = _parameter_free_forward("expectation")
-
-
-class RegularizedExpectationFunction(RowLossFunction):
-    """lossext.regularized_expectation on (N, C) rows."""
-
-    forward = _parameter_free_forward("regularized_expectation")
-
-
-class ChebyshevFunction(RowLossFunction):
-    """lossext.chebyshev on (N, C) rows."""
-
-    forward = _parameter_free_forward("chebyshev")
-
-
-class SquaredLogFunction(RowLossFunction):
-    """lossext.squared_log on (N, C) rows."""
-
-    forward = _parameter_free_forward("squared_log")
-
-
-class TanimotoFunction(RowLossFunction):
-    """lossext.tanimoto on (N, C) rows."""
-
-    forward = _parameter_free_forward("tanimoto")
-
-
-class CauchySchwarzFunction(RowLossFunction):
-    """lossext.cauchy_schwarz on (N, C) rows."""
-
-    forward = _parameter_free_forward("cauchy_schwarz")
+for _name in PARAMETER_FREE_LOSS_NAMES:
+    add_public_class(globals(), _name, "Function", RowLossFunction, f"lossext.{_name} on (N, C) rows.",
+                     forward=_parameter_free_forward(_name))

@@ -1,5 +1,6 @@
 """The loss functions: fused kernels when lossext._C has them for the input's device, the reference otherwise."""
 
+import inspect
 from typing import Callable, Optional, Sequence, Union
 
 import torch
@@ -11,22 +12,10 @@ from .._dtensor import routes_dtensor
 from .._dtypes import accumulation_dtype
 from . import reference
 from .ops import row_loss
+from .reference import PARAMETER_FREE_LOSS_NAMES
 
-__all__ = [
-    "alpha_loss",
-    "cauchy_schwarz",
-    "chebyshev",
-    "cross_entropy",
-    "expectation",
-    "hinge",
-    "l1",
-    "l2",
-    "logistic",
-    "regularized_expectation",
-    "squared_log",
-    "tanimoto",
-    "two_scale_cross_entropy",
-]
+# Every loss of the reference, fused.
+__all__ = list(reference.__all__)
 
 
 def _needs_reference(input: torch.Tensor, *others: Optional[torch.Tensor]) -> bool:
@@ -165,60 +154,22 @@ def hinge(input: torch.Tensor, target: torch.Tensor, p: float = 1.0, margin: flo
     return _janocha_loss("hinge", input, target, [p, margin], weight, ignore_index, reduction, reference.hinge)
 
 
-def l1(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None, ignore_index: int = -100,
-       reduction: str = "mean") -> torch.Tensor:
-    """L1 loss against the one-hot target: sum_j |y_j - o_j|."""
-    return _janocha_loss("l1", input, target, [], weight, ignore_index, reduction, reference.l1)
+def _parameter_free_loss(name: str) -> Callable[..., torch.Tensor]:
+    """lossext.<name> for a loss without parameters of its own, documented by its reference's docstring."""
+    reference_fn = getattr(reference, name)
 
-
-def l2(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None, ignore_index: int = -100,
-       reduction: str = "mean") -> torch.Tensor:
-    """L2 loss against the one-hot target: sum_j (y_j - o_j)^2."""
-    return _janocha_loss("l2", input, target, [], weight, ignore_index, reduction, reference.l2)
-
-
-def logistic(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
+    def loss(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
              ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
-    """One-vs-all logistic cross-entropy: sum_j log(1 + exp(-y^_j o_j)), y^ = +1 at the target, -1 elsewhere."""
-    return _janocha_loss("logistic", input, target, [], weight, ignore_index, reduction, reference.logistic)
+        return _janocha_loss(name, input, target, [], weight, ignore_index, reduction, reference_fn)
+
+    loss.__name__ = loss.__qualname__ = name
+    loss.__doc__ = (f"{inspect.cleandoc(reference_fn.__doc__)}\n\nThe fused kernel where lossext._C has one for the "
+                    f"input's device, lossext.reference.{name} otherwise.")
+    return loss
 
 
-def expectation(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
-                ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
-    """Expectation loss: sum_j |y_j - p_j| = 2 - 2 p_t (Proposition 1)."""
-    return _janocha_loss("expectation", input, target, [], weight, ignore_index, reduction, reference.expectation)
-
-
-def regularized_expectation(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
-                            ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
-    """Regularised expectation loss: sum_j (y_j - p_j)^2."""
-    return _janocha_loss("regularized_expectation", input, target, [], weight, ignore_index, reduction,
-                         reference.regularized_expectation)
-
-
-def chebyshev(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
-              ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
-    """Chebyshev loss: max_j |p_j - y_j|, which equals 1 - p_t (the target always attains the max)."""
-    return _janocha_loss("chebyshev", input, target, [], weight, ignore_index, reduction, reference.chebyshev)
-
-
-def squared_log(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
-                ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
-    """Squared log loss: sum_j [y_j log p_j]^2 = (log p_t)^2."""
-    return _janocha_loss("squared_log", input, target, [], weight, ignore_index, reduction, reference.squared_log)
-
-
-def tanimoto(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
-             ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
-    """Tanimoto loss: -sum_j p_j y_j / (||p||^2 + ||y||^2 - sum_j p_j y_j), in [-1, 0]."""
-    return _janocha_loss("tanimoto", input, target, [], weight, ignore_index, reduction, reference.tanimoto)
-
-
-def cauchy_schwarz(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
-                   ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
-    """Cauchy-Schwarz divergence: -log(sum_j p_j y_j / (||p|| ||y||)) = -log p_t + log ||p|| (Proposition 3)."""
-    return _janocha_loss("cauchy_schwarz", input, target, [], weight, ignore_index, reduction,
-                         reference.cauchy_schwarz)
+for _name in PARAMETER_FREE_LOSS_NAMES:
+    globals()[_name] = _parameter_free_loss(_name)
 
 
 def alpha_loss(input: torch.Tensor, target: torch.Tensor, alpha: float, weight: Optional[torch.Tensor] = None,

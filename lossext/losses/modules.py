@@ -1,25 +1,21 @@
 """nn.Module wrappers of the losses, mirroring torch.nn, and parameter_norm (R of the two-scale loss)."""
 
+import inspect
 from typing import Callable, Optional, Tuple, Union
 
 import torch
 
 from . import functional
+from .ops import add_public_class
+from .reference import PARAMETER_FREE_LOSS_NAMES
 
+# The modules written out; each parameter-free loss's (lossext.losses.reference.PARAMETER_FREE_LOSS_NAMES) is made
+# at the end of this file and appended.
 __all__ = [
     "AlphaLoss",
-    "CauchySchwarzLoss",
-    "ChebyshevLoss",
     "ClassIndexLoss",
     "CrossEntropyLoss",
-    "ExpectationLoss",
     "HingeLoss",
-    "L1Loss",
-    "L2Loss",
-    "LogisticLoss",
-    "RegularizedExpectationLoss",
-    "SquaredLogLoss",
-    "TanimotoLoss",
     "TwoScaleCrossEntropyLoss",
     "parameter_norm",
 ]
@@ -137,6 +133,8 @@ class ClassIndexLoss(torch.nn.Module):
 
     def __init__(self, weight: Optional[torch.Tensor] = None, ignore_index: int = -100,
                  reduction: str = "mean") -> None:
+        """weight: per-class weights (C,) or None; ignore_index: the target value whose rows count zero;
+        reduction: "none", "mean" (weighted as in F.cross_entropy) or "sum"."""
         super().__init__()
         self.register_buffer("weight", weight)
         self.ignore_index = ignore_index
@@ -165,60 +163,6 @@ class HingeLoss(ClassIndexLoss):
         self.margin = margin
 
 
-class L1Loss(ClassIndexLoss):
-    """lossext.l1 (against the one-hot target; not torch.nn.L1Loss's regression form)."""
-
-    function = staticmethod(functional.l1)
-
-
-class L2Loss(ClassIndexLoss):
-    """lossext.l2 (against the one-hot target)."""
-
-    function = staticmethod(functional.l2)
-
-
-class LogisticLoss(ClassIndexLoss):
-    """lossext.logistic (one-vs-all logistic cross-entropy)."""
-
-    function = staticmethod(functional.logistic)
-
-
-class ExpectationLoss(ClassIndexLoss):
-    """lossext.expectation."""
-
-    function = staticmethod(functional.expectation)
-
-
-class RegularizedExpectationLoss(ClassIndexLoss):
-    """lossext.regularized_expectation."""
-
-    function = staticmethod(functional.regularized_expectation)
-
-
-class ChebyshevLoss(ClassIndexLoss):
-    """lossext.chebyshev."""
-
-    function = staticmethod(functional.chebyshev)
-
-
-class SquaredLogLoss(ClassIndexLoss):
-    """lossext.squared_log."""
-
-    function = staticmethod(functional.squared_log)
-
-
-class TanimotoLoss(ClassIndexLoss):
-    """lossext.tanimoto."""
-
-    function = staticmethod(functional.tanimoto)
-
-
-class CauchySchwarzLoss(ClassIndexLoss):
-    """lossext.cauchy_schwarz."""
-
-    function = staticmethod(functional.cauchy_schwarz)
-
-
 class AlphaLoss(ClassIndexLoss):
     """lossext.alpha_loss: alpha / (alpha - 1) * (1 - p_t^((alpha - 1) / alpha)), alpha in (0, inf]; no default."""
 
@@ -229,3 +173,10 @@ class AlphaLoss(ClassIndexLoss):
                  reduction: str = "mean") -> None:
         super().__init__(weight, ignore_index, reduction)
         self.alpha = alpha
+
+
+for _name in PARAMETER_FREE_LOSS_NAMES:
+    _function = getattr(functional, _name)
+    _summary = inspect.getdoc(_function).split("\n\n")[0]  # the docstring's first paragraph: what the loss is
+    add_public_class(globals(), _name, "Loss", ClassIndexLoss, f"lossext.{_name} as a module. {_summary}",
+                     function=staticmethod(_function))

@@ -34,24 +34,25 @@ from .._dtypes import accumulation_dtype
 from .._values import values_are_readable
 from .double_backward import register_backward_formula
 
-# The row losses lossext._C defines ops for, in the order of the C++ list (LOSSEXT_FOR_EACH_ROW_LOSS);
-# cross_entropy_probabilities is cross_entropy's op for class-probability targets.
-ROW_LOSS_NAMES = (
-    "cross_entropy",
-    "cross_entropy_probabilities",
-    "hinge",
-    "l1",
-    "l2",
-    "expectation",
-    "regularized_expectation",
-    "chebyshev",
-    "squared_log",
-    "tanimoto",
-    "cauchy_schwarz",
-    "alpha_loss",
-    "two_scale_cross_entropy",
-    "logistic",
-)
+# The row losses lossext._C defines ops for: the C++ list (LOSSEXT_FOR_EACH_ROW_LOSS, csrc/losses/all_losses.h),
+# the one place a loss is listed; cross_entropy_probabilities is cross_entropy's op for class-probability
+# targets. Empty without the extension, which leaves no op to register.
+ROW_LOSS_NAMES = tuple(_extension._C.row_loss_names()) if _extension.extension_loaded() else ()
+
+
+def public_class_name(loss_name: str, suffix: str) -> str:
+    """The module or Function class name of a loss: "cauchy_schwarz", "Loss" -> "CauchySchwarzLoss"."""
+    return "".join(part.capitalize() for part in loss_name.split("_")) + suffix
+
+
+def add_public_class(module_globals: dict, loss_name: str, suffix: str, base: type, doc: str, **attributes) -> None:
+    """Define <Name><suffix>, a subclass of `base` with `attributes`, in the module whose globals these are,
+    and export it (its __all__): the module or Function of a loss without parameters of its own."""
+    name = public_class_name(loss_name, suffix)
+    module_globals[name] = type(name, (base,), {"__doc__": doc, "__module__": module_globals["__name__"],
+                                                "__qualname__": name, **attributes})
+    module_globals["__all__"].append(name)
+
 
 _GRADIENT_MODES = ("fused", "recompute")
 _gradient_mode = os.environ.get("LOSSEXT_GRADIENT") or None
@@ -87,7 +88,8 @@ def fuses_gradient(input: torch.Tensor) -> bool:
 
 
 def row_loss_op(name: str, kind: str):
-    """torch.ops.lossext.<name>_<kind>, kind "forward", "forward_out" or "backward"."""
+    """torch.ops.lossext.<name>_<kind>: kind "forward", "forward_out" or "backward", or one of the loss's block ops
+    (lossext.losses.row_statistics) or its fused head's."""
     return getattr(torch.ops.lossext, f"{name}_{kind}").default
 
 

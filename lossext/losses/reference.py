@@ -6,6 +6,7 @@ the same way (lossext._checks), then computes in the kernels' accumulation dtype
 clarity, not speed.
 """
 
+import inspect
 import math
 from typing import Callable, Optional, Union
 
@@ -239,7 +240,7 @@ def hinge(input: torch.Tensor, target: torch.Tensor, p: float = 1.0, margin: flo
 
 def l1(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
        ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
-    """sum_j |y_j - o_j|."""
+    """L1 loss against the one-hot target (not torch.nn.L1Loss's regression form): sum_j |y_j - o_j|."""
     def per_row(x, t, w_t):
         return w_t * (one_hot_rows(x, t) - x).abs().sum(1)
 
@@ -248,7 +249,7 @@ def l1(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor]
 
 def l2(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
        ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
-    """sum_j (y_j - o_j)^2."""
+    """L2 loss against the one-hot target: sum_j (y_j - o_j)^2."""
     def per_row(x, t, w_t):
         return w_t * (one_hot_rows(x, t) - x).pow(2).sum(1)
 
@@ -257,9 +258,11 @@ def l2(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor]
 
 def logistic(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
              ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
-    """sum_j log(1 + exp(-y^_j o_j)) with y^_j = +1 at the target and -1 elsewhere (Mendez-Vazquez 2025,
-    Logistic-Cross Entropy), as logaddexp(0, -y^ o): no overflow, and exact where softplus switches to its
-    linear branch."""
+    """One-vs-all logistic cross-entropy: sum_j log(1 + exp(-y^_j o_j)), y^_j = +1 at the target and -1
+    elsewhere (Mendez-Vazquez 2025, Logistic-Cross Entropy).
+
+    Computed as logaddexp(0, -y^ o): no overflow, and exact where softplus switches to its linear branch.
+    """
     def per_row(x, t, w_t):
         margin = -(2.0 * one_hot_rows(x, t) - 1.0) * x
         return w_t * torch.logaddexp(torch.zeros_like(margin), margin).sum(1)
@@ -269,7 +272,7 @@ def logistic(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.T
 
 def expectation(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
                 ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
-    """sum_j |y_j - p_j|."""
+    """Expectation loss: sum_j |y_j - p_j| = 2 - 2 p_t (Proposition 1)."""
     def per_row(x, t, w_t):
         return w_t * (one_hot_rows(x, t) - log_softmax_rows(x).exp()).abs().sum(1)
 
@@ -278,7 +281,7 @@ def expectation(input: torch.Tensor, target: torch.Tensor, weight: Optional[torc
 
 def regularized_expectation(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
                             ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
-    """sum_j (y_j - p_j)^2."""
+    """Regularised expectation loss: sum_j (y_j - p_j)^2."""
     def per_row(x, t, w_t):
         return w_t * (one_hot_rows(x, t) - log_softmax_rows(x).exp()).pow(2).sum(1)
 
@@ -287,7 +290,10 @@ def regularized_expectation(input: torch.Tensor, target: torch.Tensor, weight: O
 
 def chebyshev(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
               ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
-    """max_j |p_j - y_j|; at ties the gradient goes to one maximiser (torch.max's)."""
+    """Chebyshev loss: max_j |p_j - y_j|, which equals 1 - p_t (the target always attains the max).
+
+    Computed as the max over the row; at ties the gradient goes to one maximiser (torch.max's).
+    """
     def per_row(x, t, w_t):
         return w_t * (log_softmax_rows(x).exp() - one_hot_rows(x, t)).abs().max(dim=1).values
 
@@ -296,7 +302,7 @@ def chebyshev(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.
 
 def squared_log(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
                 ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
-    """sum_j [y_j log p_j]^2 = (log p_t)^2 (Table 1's leading minus is a typo)."""
+    """Squared log loss: sum_j [y_j log p_j]^2 = (log p_t)^2 (Table 1's leading minus is a typo)."""
     def per_row(x, t, w_t):
         return w_t * target_log_probability(x, t).pow(2)
 
@@ -305,7 +311,7 @@ def squared_log(input: torch.Tensor, target: torch.Tensor, weight: Optional[torc
 
 def tanimoto(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
              ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
-    """-sum_j p_j y_j / (||p||^2 + ||y||^2 - sum_j p_j y_j), in [-1, 0]."""
+    """Tanimoto loss: -sum_j p_j y_j / (||p||^2 + ||y||^2 - sum_j p_j y_j), in [-1, 0]."""
     def per_row(x, t, w_t):
         p = log_softmax_rows(x).exp()
         y = one_hot_rows(x, t)
@@ -317,8 +323,11 @@ def tanimoto(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.T
 
 def cauchy_schwarz(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
                    ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
-    """-log(sum_j p_j y_j / (||p|| ||y||)) = -(log p_t - log ||p|| - log ||y||), each log taken on its own
-    factor so that log p_t comes from log_softmax_rows."""
+    """Cauchy-Schwarz divergence: -log(sum_j p_j y_j / (||p|| ||y||)) = -log p_t + log ||p|| (Proposition 3).
+
+    Computed as -(log p_t - log ||p|| - log ||y||), each log taken on its own factor so that log p_t comes
+    from log_softmax_rows.
+    """
     def per_row(x, t, w_t):
         p = log_softmax_rows(x).exp()
         y = one_hot_rows(x, t)
@@ -345,3 +354,11 @@ def alpha_loss(input: torch.Tensor, target: torch.Tensor, alpha: float, weight: 
         return w_t * alpha / (alpha - 1.0) * -torch.expm1((alpha - 1.0) / alpha * log_p)
 
     return class_index_loss("alpha_loss", input, target, weight, ignore_index, reduction, per_row)
+
+
+# The losses taking only (input, target, weight, ignore_index, reduction), none of their own parameters:
+# lossext.functional, lossext.nn and lossext.autograd make their function, module and Function from the
+# name and the docstring above, where the others' are written out.
+_CLASS_INDEX_ARGUMENTS = ["input", "target", "weight", "ignore_index", "reduction"]
+PARAMETER_FREE_LOSS_NAMES = tuple(name for name in __all__
+                                  if list(inspect.signature(globals()[name]).parameters) == _CLASS_INDEX_ARGUMENTS)

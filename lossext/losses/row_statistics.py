@@ -27,7 +27,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 
 from .. import _extension
-from .ops import ROW_LOSS_NAMES
+from .ops import ROW_LOSS_NAMES, row_loss_op
 
 
 def _accumulation_dtype(input: torch.Tensor) -> torch.dtype:
@@ -76,11 +76,6 @@ def _register(name: str) -> None:
         return loss, grad_input, row_param_grads
 
 
-def block_op(name: str, kind: str):
-    """torch.ops.lossext.<name>_<kind>: the block op `kind` (block_statistics, rebase_statistics, ...) of a loss."""
-    return getattr(torch.ops.lossext, f"{name}_{kind}").default
-
-
 def blockwise_row_loss(
     name: str,
     input: torch.Tensor,
@@ -119,14 +114,14 @@ def blockwise_row_loss(
     indices: List[torch.Tensor] = []
     for begin, end in blocks:
         block_input, block_target, block_weight = block_arguments(begin, end)
-        s, i = block_op(name, "block_statistics")(block_input, block_target, block_weight, params, tensor_params,
+        s, i = row_loss_op(name, "block_statistics")(block_input, block_target, block_weight, params, tensor_params,
                                                    begin, num_classes, ignore_index)
         statistics.append(s)
         indices.append(i)
     statistics = [statistics[b] for b in order]
     indices = [indices[b] for b in order]
 
-    combine_op = block_op(name, "combine_statistics")
+    combine_op = row_loss_op(name, "combine_statistics")
     if combine == "combine":
         combined, combined_index = combine_op(statistics, indices, tensor_params)
     elif combine == "pairwise":
@@ -136,7 +131,7 @@ def blockwise_row_loss(
     elif combine == "rebase":
         max_fields = statistics_layout(name)[0]
         max_part = torch.stack([s[:, :max_fields] for s in statistics]).amax(dim=0)
-        rebased = [block_op(name, "rebase_statistics")(s, max_part, tensor_params) for s in statistics]
+        rebased = [row_loss_op(name, "rebase_statistics")(s, max_part, tensor_params) for s in statistics]
         sum_part = torch.stack([r[:, max_fields:] for r in rebased]).sum(dim=0)
         combined = torch.cat([max_part, sum_part], dim=1)
         # The max-other index travels apart (csrc/losses/row_statistics.h).
@@ -149,7 +144,7 @@ def blockwise_row_loss(
     row_param_grads = None
     for begin, end in blocks:
         block_input, block_target, block_weight = block_arguments(begin, end)
-        loss, grad, row_param_grads = block_op(name, "block_loss_and_gradient")(
+        loss, grad, row_param_grads = row_loss_op(name, "block_loss_and_gradient")(
             block_input, block_target, block_weight, params, tensor_params, combined, combined_index, begin,
             num_classes, ignore_index, reduction, target_weight_sum, grad_output, True)
         gradients.append(grad)
