@@ -86,6 +86,37 @@ def test_forward_out_writes_the_gradient_over_the_logits(op, params):
 
 
 @pytest.mark.parametrize("op,params", CASES)
+def test_forward_out_rejects_a_buffer_over_part_of_what_it_reads(op, params):
+    # Written over part of the logits (one element on), the gradient of row i would overwrite logits of
+    # row i + 1 before they are read: a silently wrong result, so the op refuses the buffer.
+    rows, classes = 7, 37
+    input, target = op.draw((rows, classes), torch.float32, "cpu", params)
+    forward_out = getattr(torch.ops.lossext, f"{op.name}_forward_out")
+    params_, tensor_params = op.op_params(params), op.op_tensor_params(op.tensor_params)
+    storage = torch.empty(rows * classes + 1)
+    logits = storage[: rows * classes].view(rows, classes).copy_(input)
+    shifted = storage[1:].view(rows, classes)
+    with pytest.raises(RuntimeError, match="grad_input must be the input itself or not share memory"):
+        forward_out(logits, target, None, params_, tensor_params, -100, 1, shifted)
+    # A strided input (rows C + 3 apart) in the same storage as the buffer: at::get_overlap_status cannot say,
+    # which counts as an overlap; the same rows in a storage of their own are accepted.
+    padded = torch.empty(rows, classes + 3)
+    padded[:, :classes] = input
+    strided = padded[:, :classes]
+    with pytest.raises(RuntimeError, match="grad_input must be the input itself"):
+        forward_out(strided, target, None, params_, tensor_params, -100, 1, padded.view(-1)[: rows * classes].view(
+            rows, classes))
+    apart = torch.empty(rows, classes)
+    out = forward_out(strided, target, None, params_, tensor_params, -100, 1, apart)
+    expected = forward_out(input, target, None, params_, tensor_params, -100, 1, torch.empty(rows, classes))
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    # The class weights are read too: a buffer over them is refused.
+    weights = torch.rand(rows * classes)
+    with pytest.raises(RuntimeError, match="grad_input must not share memory with the target, the weight"):
+        forward_out(input, target, weights[:classes], params_, tensor_params, -100, 1, weights.view(rows, classes))
+
+
+@pytest.mark.parametrize("op,params", CASES)
 def test_backward_op_scales_by_grad_output(op, params):
     target = torch.tensor([1, 0, 3, 3, 2])
     input = op.away_from_discontinuity(torch.randn(5, 4, dtype=torch.float64), target, params).requires_grad_(True)

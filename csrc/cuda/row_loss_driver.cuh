@@ -464,11 +464,13 @@ struct CudaRowLossDriver {
   static at::Tensor target_weight_sum(const RowLossProblem& p) {
     const at::ScalarType acc = accumulation_dtype(p.input.scalar_type());
     if (p.target.dim() == 2) return at::full({}, static_cast<double>(p.rows), p.input.options().dtype(acc));
+    // Summed in double, as the CPU driver does, then rounded once: a float32 sum of ones is exact only up to
+    // 2^24 rows, and of weights loses their low bits long before.
     const at::Tensor target = p.target.to(at::kLong);
     const at::Tensor counted = target != p.ignore_index;
-    if (!p.class_weight.defined()) return counted.sum(acc);
+    if (!p.class_weight.defined()) return counted.sum(at::kDouble).to(acc);
     const at::Tensor target_weight = p.class_weight.index_select(0, target.clamp(0, p.classes - 1));
-    return at::where(counted, target_weight, 0).sum();
+    return at::where(counted, target_weight.to(at::kDouble), 0).sum().to(acc);
   }
 
   // Calls launch(args) with the RowLossArgs<scalar_t, acc_t> of problem p

@@ -25,16 +25,22 @@
 
 namespace lossext {
 
+// The parameters of both cross-entropy ops (class indices here, probabilities in
+// cross_entropy_probabilities.h), in the order lossext.cross_entropy passes them.
+struct CrossEntropyParams {
+  static constexpr int kCount = 2;
+  double label_smoothing;
+  double z_loss;
+  static CrossEntropyParams from(const double* values) { return CrossEntropyParams{values[0], values[1]}; }
+};
+
 struct CrossEntropy {
   static constexpr unsigned kNeeds = kSoftmax | kSmoothingSum;
   static constexpr const char* kName = "cross_entropy";
-  static constexpr int kNumParams = 2;
+  static constexpr int kNumParams = CrossEntropyParams::kCount;
 
-  struct Params {
-    double label_smoothing;
-    double z_loss;
-  };
-  static Params make_params(const double* values) { return Params{values[0], values[1]}; }
+  using Params = CrossEntropyParams;
+  static Params make_params(const double* values) { return Params::from(values); }
 
   template <typename T>
   struct Coefficients {

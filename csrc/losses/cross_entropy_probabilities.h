@@ -10,6 +10,7 @@
 // of rows, as PyTorch does for probability targets.
 #pragma once
 
+#include "cross_entropy.h"
 #include "row_loss.h"
 
 namespace lossext {
@@ -17,15 +18,12 @@ namespace lossext {
 struct CrossEntropyProbabilities {
   static constexpr unsigned kNeeds = kSoftmax | kSmoothingSum | kDenseTarget;
   static constexpr const char* kName = "cross_entropy_probabilities";
-  static constexpr int kNumParams = 2;
+  static constexpr int kNumParams = CrossEntropyParams::kCount;
 
   // label_smoothing is already folded into the coefficient row by the op
   // (row_loss_op.h, prepare_row_loss); the math below does not read it.
-  struct Params {
-    double label_smoothing;
-    double z_loss;
-  };
-  static Params make_params(const double* values) { return Params{values[0], values[1]}; }
+  using Params = CrossEntropyParams;
+  static Params make_params(const double* values) { return Params::from(values); }
 
   template <typename T>
   struct Coefficients {

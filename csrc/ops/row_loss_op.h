@@ -13,6 +13,7 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/MemoryOverlap.h>
 #include <c10/util/ArrayRef.h>
 
 #include <limits>
@@ -196,6 +197,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> row_loss_forward(
           row_param_grads};
 }
 
+// Whether a buffer an op writes shares memory with a tensor it reads: not at all, as the very same
+// elements (the same storage, offset, shape and strides), or in part. at::get_overlap_status cannot
+// tell for a strided tensor (TooHard): in the same storage that counts as in part.
+enum class Overlap { None, Same, Partial };
+inline Overlap overlap_of(const at::Tensor& written, const at::Tensor& read) {
+  if (!read.defined()) return Overlap::None;
+  switch (at::get_overlap_status(written, read)) {
+    case at::MemOverlapStatus::No: return Overlap::None;
+    case at::MemOverlapStatus::Full: return Overlap::Same;
+    case at::MemOverlapStatus::TooHard:
+      return written.storage().is_alias_of(read.storage()) ? Overlap::Partial : Overlap::None;
+    default: return Overlap::Partial;
+  }
+}
+
 // The forward with the gradient written into a caller's buffer (for example
 // the logits' own storage on CPU, where each row is read into a scratch row
 // before its gradient is written, or a buffer reused across steps).
@@ -214,6 +230,15 @@ at::Tensor row_loss_forward_out(const at::Tensor& input, const at::Tensor& targe
                   grad_input.is_contiguous(),
               op, ": grad_input must be a contiguous (N, C) = (", p.rows, ", ", p.classes, ") tensor, got shape ",
               grad_input.sizes(), grad_input.is_contiguous() ? "" : " (not contiguous)");
+  // The drivers read each element of a row before they write its gradient, so grad_input may be the logits
+  // themselves; a buffer over part of them (or of what else the drivers read) would be read after it was
+  // written, a silently wrong result.
+  TORCH_CHECK(overlap_of(grad_input, p.input) != Overlap::Partial, op,
+              ": grad_input must be the input itself or not share memory with it, got a buffer over part of it");
+  for (const at::Tensor* read : {&p.target, &p.class_weight, &p.tensor_params}) {
+    TORCH_CHECK(overlap_of(grad_input, *read) == Overlap::None, op,
+                ": grad_input must not share memory with the target, the weight or tensor_params");
+  }
   const auto acc = accumulation_dtype(input.scalar_type());
   at::Tensor row_values = at::empty({p.rows}, input.options().dtype(acc));
   at::Tensor row_param_grads = empty_row_param_grads<Loss>(p, true);
