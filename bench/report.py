@@ -282,8 +282,13 @@ def plot_heads(rows: Sequence[Dict], path: Path) -> None:
         # Below 0 at tiny shapes, where gradients under glibc's mmap threshold reuse resident heap pages.
         memory_axis.set_xlim(min(0.0, min(values) * 1.25), max(max(values), 1e-3) * 1.25)
         memory_axis.set_xlabel("peak memory of a step above its inputs and returned gradients, MB", fontsize=8)
-        for axis, what in ((time_axis, "time relative to the three matrix products alone"),
-                           (memory_axis, "peak extra memory" + ("" if peaks else " (not measured: --no-memory)"))):
+        if not peaks:
+            memory = "peak extra memory (not measured: --no-memory)"
+        elif rows[0]["device"] == "cpu":  # whatever the run's allocator: see bench/head_family.py
+            memory = "peak extra memory, measured by a child each under glibc with MALLOC_MMAP_THRESHOLD_=131072"
+        else:
+            memory = "peak extra memory, by the caching allocator's peak counter"
+        for axis, what in ((time_axis, "time relative to the three matrix products alone"), (memory_axis, memory)):
             _environment_title(axis, rows, environment, what)
     _save(figure, rows, path)
 
