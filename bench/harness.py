@@ -1,7 +1,7 @@
 """What every benchmark family shares: the case a family builds, its measurement into CSV rows, and the
 facts stamped on every row.
 
-A family (bench/loss_family.py, bench/activation_family.py) turns one case
+A family (bench/loss_family.py, bench/activation_family.py, bench/head_family.py) turns one case
 (an op, a shape, a dtype, the implementations wanted) into a CaseSetup: a
 timed step per implementation, normally measure.user_step. measure_case
 times those steps interleaved with the copy-bandwidth step on one timer and
@@ -36,7 +36,12 @@ class CaseSetup:
     steps: Dict[str, Step]  # implementation -> its timed step
     forwards: Dict[str, Callable[[], torch.Tensor]]  # implementation -> its forward alone, for the saved bytes
     inputs: List[torch.Tensor]  # the tensors the steps take: their storages do not count as saved for backward
-    bytes_moved: int  # the least memory traffic of one step, which effective GB/s divides by the median time
+    # The least memory traffic of one step, which effective GB/s divides by the median time; None where memory
+    # traffic does not bound the step (the heads' GEMMs), which leaves the GB/s columns empty.
+    bytes_moved: Optional[int]
+    # Columns the family measures itself once the steps have been timed (so it may read the gradients of their
+    # last step): implementation -> {column: value}. The heads' gradient error and peak memory.
+    extra_columns: Optional[Callable[[], Dict[str, Dict[str, object]]]] = None
 
 
 class Family(Protocol):
@@ -78,6 +83,7 @@ def measure_case(family: Family, op: str, shape: Shape, dtype_name: str, impleme
     and device-level columns)."""
     setup = family.setup(op, shape, DTYPES[dtype_name], implementations, device)
     timings = time_interleaved({**setup.steps, report.COPY: copy}, device, warmup, repeats, on_step)
+    extra_columns = setup.extra_columns() if setup.extra_columns else {}
     saved = {name: saved_tensor_bytes(forward, setup.inputs) for name, forward in setup.forwards.items()}
     bytes_moved = setup.bytes_moved
     del setup  # free the case's tensors before the next one allocates its own
@@ -86,7 +92,7 @@ def measure_case(family: Family, op: str, shape: Shape, dtype_name: str, impleme
     rows = []
     for name, timing in timings.items():
         moved = copy_bytes(copy_mib) if name == report.COPY else bytes_moved
-        gbps = moved / timing.median_ms / 1e6
+        gbps = None if moved is None else moved / timing.median_ms / 1e6
         row = {
             "family": family.name, "op": op, "shape": report.format_shape(shape), "dtype": dtype_name,
             "implementation": name, "warmup": warmup, "repeats": repeats,
@@ -97,14 +103,18 @@ def measure_case(family: Family, op: str, shape: Shape, dtype_name: str, impleme
             "first_call_s": f"{timing.first_call_s:.3f}",
             "page_faults_median": f"{timing.median_page_faults:g}", "page_faults_mean": f"{timing.mean_page_faults:g}",
             "page_fault_samples": " ".join(str(faults) for faults in timing.page_faults),
-            "bytes_moved": moved, "effective_gbps": f"{gbps:.6g}", "copy_gbps": f"{copy_gbps:.6g}",
-            "fraction_of_copy": f"{gbps / copy_gbps:.6g}",
+            "bytes_moved": "" if moved is None else moved, "effective_gbps": "" if gbps is None else f"{gbps:.6g}",
+            "copy_gbps": f"{copy_gbps:.6g}", "fraction_of_copy": "" if gbps is None else f"{gbps / copy_gbps:.6g}",
             "saved_bytes": saved[name][0] if name in saved else "",
             "saved_beyond_inputs_bytes": saved[name][1] if name in saved else "",
+            **extra_columns.get(name, {}),
         }
-        for peer in report.PEERS:
-            if name != report.COPY and peer in timings:
-                row[f"speedup_vs_{peer}"] = f"{timings[peer].median_ms / timing.median_ms:.6g}"
+        if name != report.COPY:
+            for peer in report.PEERS + report.HEAD_PEERS:
+                if peer in timings:
+                    row[f"speedup_vs_{peer}"] = f"{timings[peer].median_ms / timing.median_ms:.6g}"
+            if report.PRODUCTS in timings:
+                row["time_vs_products"] = f"{timing.median_ms / timings[report.PRODUCTS].median_ms:.6g}"
         rows.append(row)
     return rows
 

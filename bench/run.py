@@ -1,10 +1,12 @@
-"""Benchmark lossext's fused losses and activations against their peers, as a training loop runs them.
+"""Benchmark lossext's fused losses, activations and classifier heads against their peers, as a training loop
+runs them.
 
     python bench/run.py                         # every loss, in the steady state (re-executes itself with it)
     python bench/run.py --quick                 # cross-entropy, two shapes, few repeats
     python bench/run.py --quick --both-envs     # the main job: the steady state, then glibc's defaults
     python bench/run.py --quick --ops all       # every loss, one process each
     python bench/run.py --family activations    # every activation (--ops relu,gelu for some)
+    python bench/run.py --family heads --quick  # the fused linear head, cross-entropy (--ops all: every loss)
     python bench/run.py --default-env           # glibc's default allocator only
     python bench/run.py --results-dir bench/results   # record into the tracked results
 
@@ -44,10 +46,11 @@ from bench import environment, report  # noqa: E402
 from bench.activation_family import ActivationFamily  # noqa: E402
 from bench.harness import (REPO_ROOT, Family, Shape, device_name, fused_runs_on, git_commit,  # noqa: E402
                            measure_case, results_stem)
+from bench.head_family import HeadFamily  # noqa: E402
 from bench.loss_family import LossFamily  # noqa: E402
 from bench.measure import Step, copy_step  # noqa: E402
 
-FAMILIES: Dict[str, Family] = {family.name: family for family in (LossFamily(), ActivationFamily())}
+FAMILIES: Dict[str, Family] = {family.name: family for family in (LossFamily(), ActivationFamily(), HeadFamily())}
 # Ignored by git, so that benchmarking leaves a clone clean; bench/results/ itself holds the published rows.
 DEFAULT_RESULTS_DIR = REPO_ROOT / "bench" / "results" / "local"
 QUICK_WARMUP, QUICK_REPEATS = 1, 5
@@ -73,7 +76,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--dtypes", type=_names, default=list(bench_cases.DTYPES),
                         help=f"comma-separated, from {list(bench_cases.DTYPES)}")
     parser.add_argument("--shapes", type=_shapes,
-                        help="comma-separated, sizes joined by x (losses: NxC), overriding every case's shapes")
+                        help="comma-separated, sizes joined by x (losses: NxC; heads: NxHxV), overriding every "
+                             "case's shapes")
     parser.add_argument("--implementations", type=_names,
                         help="comma-separated (default: " +
                              "; ".join(f"{f.name} {list(f.default_implementations)}" for f in FAMILIES.values()) +
@@ -84,6 +88,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
                         help="torch CPU threads (default: the CPUs this process may run on)")
     parser.add_argument("--copy-mib", type=int, default=512, help="size of each copy-bandwidth buffer, MiB")
+    parser.add_argument("--no-memory", action="store_true",
+                        help="heads: leave peak_extra_bytes empty (its CPU measurement starts a process per "
+                             "implementation, which compiles and runs its step again)")
     parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR,
                         help="where the CSVs and plots go (default: bench/results/local/, ignored by git)")
     # Set on the child runs of --both-envs and of several ops: share one run id, and leave the plot and
@@ -117,6 +124,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
+def family_of(args: argparse.Namespace) -> Family:
+    """The family --family names, with the options that concern it."""
+    if args.family == HeadFamily.name:
+        return HeadFamily(measure_memory=not args.no_memory)
+    return FAMILIES[args.family]
+
+
 def _names(text: str) -> List[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
@@ -130,7 +144,7 @@ def _shapes(text: str) -> List[Shape]:
 def run_benchmark(args: argparse.Namespace, run_id: str) -> Dict[Path, List[Dict]]:
     """Measure everything `args` asks for in this process, appending each case's rows to its device's CSV;
     return the rows per CSV."""
-    family = FAMILIES[args.family]
+    family = family_of(args)
     torch.set_num_threads(args.threads)
     # The loss references' argument checks call .item(), so torch.compile breaks its graph there by design;
     # the warning about it would only interleave with the progress bar.
