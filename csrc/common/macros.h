@@ -25,3 +25,10 @@
 #else
 #define LOSSEXT_HOST_DEVICE LOSSEXT_ALWAYS_INLINE
 #endif
+// LOSSEXT_UNROLL unrolls the next loop in device code: nvcc's #pragma unroll,
+// which GCC does not know (it warns, and -Werror builds of host-device headers fail).
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define LOSSEXT_UNROLL _Pragma("unroll")
+#else
+#define LOSSEXT_UNROLL
+#endif

@@ -151,11 +151,10 @@ LOSSEXT_ALWAYS_INLINE void gather_extremes(const CpuRow<scalar_t, acc_t>& r, Par
     p.max_logit = L::reduce_max(row_max.combined(larger));
     if constexpr (decltype(min_wanted)::value) p.min_logit = -L::reduce_max(-row_min.combined(smaller));
   };
-  if (Partial::kScaled && with_min) {
-    pass(std::true_type{});
-  } else {
-    pass(std::false_type{});
+  if constexpr (Partial::kScaled) {
+    if (with_min) return pass(std::true_type{});
   }
+  pass(std::false_type{});
 }
 
 // Pass 1 of a kElementSum loss: the sum of the loss's element values, the
@@ -319,11 +318,10 @@ LOSSEXT_ALWAYS_INLINE void gather_exp_sums(const CpuRow<scalar_t, acc_t>& r, Par
       if constexpr (kDense) p.weight_total = L::reduce_sum(sum_w.combined(add));
     }
   };
-  if (kScaled && !(scale > acc_t(0))) {
-    pass(std::true_type{});
-  } else {
-    pass(std::false_type{});
+  if constexpr (kScaled) {
+    if (!(scale > acc_t(0))) return pass(std::true_type{});
   }
+  pass(std::false_type{});
 }
 
 // The gradient pass: dl/do for the row's columns, written once in the input's

@@ -236,13 +236,16 @@ struct CpuRowStatisticsDriver {
           const auto g = row_gradient<Loss>(s, params, reduction, upstream_value,
                                             param_grads ? param_grads + row * kTensorParams : nullptr);
           // z_j: e_j = exp(s (o_j - m)) from the combined statistics (-inf
-          // logits of a scaled softmax excluded), plus the exp_shift of a loss
-          // that folds its gradient scale into the exponent (row_loss.h) with
-          // the general exp, or the logit.
+          // logits of a scaled softmax excluded where s <= 0, as
+          // scaled_exponential does), plus the exp_shift of a loss that folds
+          // its gradient scale into the exponent (row_loss.h) with the general
+          // exp, or the logit.
           const V reference(s.max_logit), scale(s.logit_scale), shift(g.exp_shift);
+          const bool masked = !(s.logit_scale > acc_t(0));
           const auto z_of = [&](V logits) {
             if constexpr (kScaled) {
-              return where(logits < lowest, V(acc_t(0)), exponential_nonpositive(scale * (logits - reference)));
+              const V e = exponential_nonpositive(scale * (logits - reference));
+              return masked ? where(logits < lowest, V(acc_t(0)), e) : e;
             } else if constexpr (kSoftmaxLoss) {
               return g.exp_shift != acc_t(0) ? exponential(logits - reference + shift)
                                              : exponential_nonpositive(logits - reference);

@@ -113,10 +113,14 @@ LOSSEXT_HOST_DEVICE acc_t scaled_softmax_reference(acc_t scale, acc_t max_logit,
   return scale >= acc_t(0) ? max_logit : min_logit;
 }
 
-// exp(s (o - r)) of one logit, 0 for o = -inf (an excluded class, see the top).
+// exp(s (o - r)) of one logit, 0 for o = -inf (an excluded class, see the
+// top). With s > 0 that is the exponential's own limit, and a row whose
+// reference is -inf (every logit -inf) gets exp(NaN), as the CPU driver's
+// vector pass, which masks the -inf logits only for s <= 0.
 template <typename acc_t>
 LOSSEXT_HOST_DEVICE acc_t scaled_exponential(acc_t logit, acc_t scale, acc_t reference) {
-  return logit == -infinity<acc_t>() ? acc_t(0) : fast_exponential(scale * (logit - reference));
+  const bool excluded = logit == -infinity<acc_t>() && !(scale > acc_t(0));
+  return excluded ? acc_t(0) : fast_exponential(scale * (logit - reference));
 }
 
 // e (o - r) at its limit 0 where e = 0 because o - r is infinite (o = +inf
@@ -263,7 +267,7 @@ struct RowPartial {
     static_assert(kGather != Gather::kEverything || !kScaled, "a scaled softmax gathers its exp sums apart");
     if constexpr (kTracksMax && kGather != Gather::kExpSums) {
       acc_t chunk_max = o[0];
-#pragma unroll
+      LOSSEXT_UNROLL
       for (int k = 1; k < K; ++k) chunk_max = maximum(chunk_max, o[k]);
       if constexpr (kGather == Gather::kEverything) {
         rebase(maximum(max_logit, chunk_max), min_logit, scales);
@@ -271,14 +275,14 @@ struct RowPartial {
         max_logit = maximum(max_logit, chunk_max);
       }
       if constexpr (kScaled) {
-#pragma unroll
+        LOSSEXT_UNROLL
         for (int k = 0; k < K; ++k) {
           if (o[k] != -infinity<acc_t>() && o[k] < min_logit) min_logit = o[k];
         }
       }
     }
     if constexpr (kTracksMax && kGather != Gather::kWithoutExpSums) {
-#pragma unroll
+      LOSSEXT_UNROLL
       for (int k = 0; k < K; ++k) {
         if constexpr (kSoftmaxSums) {
           if (o[k] != -infinity<acc_t>()) {
@@ -303,7 +307,7 @@ struct RowPartial {
       }
     }
     if constexpr (kElements && kGather != Gather::kExpSums) {
-#pragma unroll
+      LOSSEXT_UNROLL
       for (int k = 0; k < K; ++k) {
         // RowStats::element_sum leaves the target out (row_loss.h); dense rows
         // have none (their excluded_index 0 is only max-other's, as in the CPU driver).
@@ -311,7 +315,7 @@ struct RowPartial {
       }
     }
     if constexpr (kOther && kGather != Gather::kExpSums) {
-#pragma unroll
+      LOSSEXT_UNROLL
       for (int k = 0; k < K; ++k) {
         const int64_t index = j + k;
         if (index == excluded_index) continue;
