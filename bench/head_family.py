@@ -73,7 +73,8 @@ def cut_cross_entropy_head() -> Optional[Callable[..., torch.Tensor]]:
         from cut_cross_entropy import linear_cross_entropy
     except Exception as error:  # not installed, or its kernels' dependencies (triton) missing
         print(f"note: cut_cross_entropy is skipped: the optional package cut-cross-entropy does not import "
-              f"({type(error).__name__}: {error}); pip install cut-cross-entropy to time it", file=sys.stderr)
+              f"({type(error).__name__}: {error}); to time it, install it and triton beside the venv: pip install "
+              f"--no-deps --target DIR cut-cross-entropy triton, then PYTHONPATH=DIR", file=sys.stderr)
         return None
     return linear_cross_entropy
 
