@@ -147,6 +147,31 @@ def test_half_precision_no_worse_than_unfused(loss, dtype, reduction):
                 f"{loss} {dtype} {reduction} chunk {chunk_size}: output {k} error {mine:.3g} vs unfused {theirs:.3g}")
 
 
+def test_float16_gradients_survive_a_loss_scale():
+    """AMP scales the loss (here by 8192) so that float16 gradients do not flush: the fused head's gradients
+    must then be as accurate as the unfused path's. A gradient finished in forward, before the scale
+    reaches it, loses every (p - y) / N below float16's subnormals (4.9e-3 relative error here, 8x the
+    unfused path's); so float16 recomputes in backward with the scale folded in."""
+    rows, hidden, classes = 2048, 16, 4000
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(rows, hidden, generator=generator, dtype=torch.float64) * 0.5
+    weight = torch.randn(classes, hidden, generator=generator, dtype=torch.float64) * 0.5
+    target = torch.randint(0, classes, (rows,), generator=generator)
+    loss_scale = torch.tensor(8192.0, dtype=torch.float16)
+    leaves64 = [x.clone().requires_grad_(True), weight.clone().requires_grad_(True)]
+    truth = torch.autograd.grad(F.cross_entropy(F.linear(*leaves64), target), leaves64)
+
+    def errors(head):
+        leaves = [x.half().requires_grad_(True), weight.half().requires_grad_(True)]
+        grads = torch.autograd.grad(head(*leaves, target), leaves, loss_scale)
+        return [((g.double() / 8192 - t).abs().max() / t.abs().max()).item() for g, t in zip(grads, truth)]
+
+    unfused_errors = errors(lambda x, w, t: F.cross_entropy(F.linear(x, w), t))
+    fused_errors = errors(lossext.linear_cross_entropy)
+    for k, (mine, theirs) in enumerate(zip(fused_errors, unfused_errors)):
+        assert mine <= 1.1 * theirs + 4 * 2.0**-24, f"gradient {k}: {mine:.3g} vs unfused {theirs:.3g}"
+
+
 @pytest.mark.parametrize("chunk_size", [1, 7, None])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_gradient_error_no_worse_than_unfused(dtype, chunk_size):
