@@ -80,10 +80,10 @@ def cut_cross_entropy_head() -> Optional[Callable[..., torch.Tensor]]:
 
 
 def torch_cross_entropy_kwargs(kwargs: Mapping) -> Dict:
-    """The cross-entropy case's arguments as PyTorch's heads take them: they have no z-loss."""
-    if kwargs.get("z_loss", 0.0) != 0.0:
-        raise ValueError(f"PyTorch's linear_cross_entropy has no z-loss; the bench case has z_loss={kwargs['z_loss']}")
-    return {name: value for name, value in kwargs.items() if name != "z_loss"}
+    """The cross-entropy case's arguments as PyTorch's heads take them: they have no z-loss and no logit cap."""
+    if kwargs.get("z_loss", 0.0) != 0.0 or kwargs.get("logit_softcap") is not None:
+        raise ValueError(f"PyTorch's linear_cross_entropy has no z-loss or logit cap; the bench case has {kwargs}")
+    return {name: value for name, value in kwargs.items() if name not in ("z_loss", "logit_softcap")}
 
 
 def heads(case: bench_cases.LossCase, kwargs: Mapping, implementations: Sequence[str]) -> Dict[str, Head]:

@@ -184,6 +184,14 @@ def check_z_loss(z_loss: float) -> None:
         raise ValueError(f"cross_entropy: z_loss must be a finite number >= 0, got {z_loss}")
 
 
+def check_logit_softcap(logit_softcap: Optional[float]) -> None:
+    """None (no cap) or a positive, finite cap c: the logits become c tanh(o / c) (Gemma 2)."""
+    if logit_softcap is None:
+        return
+    if not (math.isfinite(check_number("cross_entropy", "logit_softcap", logit_softcap)) and logit_softcap > 0.0):
+        raise ValueError(f"cross_entropy: logit_softcap must be None or a finite number > 0, got {logit_softcap}")
+
+
 def check_hinge_params(p: float, margin: float) -> None:
     if not (math.isfinite(check_number("hinge", "p", p)) and p >= 1.0):
         raise ValueError(f"hinge: p must be a finite real number >= 1, got {p}")

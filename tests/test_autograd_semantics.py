@@ -212,7 +212,7 @@ def test_gradients_the_forward_op_returns_are_not_differentiable():
     # The fused buffer is a result; differentiating it must raise, not give zeros (the backward op is differentiable).
     x = torch.randn(4, 5, requires_grad=True)
     t = torch.tensor([0, 1, 2, 3])
-    loss, grad_input, _ = torch.ops.lossext.cross_entropy_forward(x, t, None, [0.0, 0.0], None, -100, 1, True)
+    loss, grad_input, _ = torch.ops.lossext.cross_entropy_forward(x, t, None, [0.0, 0.0, 0.0], None, -100, 1, True)
     assert loss.requires_grad and not grad_input.requires_grad
     with pytest.raises(RuntimeError, match="does not require grad"):
         grad_input.sum().backward()

@@ -150,15 +150,16 @@ class TestOpArgumentChecks:
     def test_messages_name_the_argument(self):
         ops = torch.ops.lossext
         x, t = torch.randn(4, 5), torch.tensor([0, 1, 2, 3])
+        p = [0.0, 0.0, 0.0]  # label_smoothing, z_loss, logit_softcap
         cases = [
-            (lambda: ops.cross_entropy_forward(x[0], t, None, [0.0, 0.0], None, -100, 1, False), "input must be 2-D"),
-            (lambda: ops.cross_entropy_forward(x, t[:3], None, [0.0, 0.0], None, -100, 1, False), "target must have shape"),
-            (lambda: ops.cross_entropy_forward(x, t.float(), None, [0.0, 0.0], None, -100, 1, False), "target must hold"),
-            (lambda: ops.cross_entropy_forward(x, t, torch.ones(4), [0.0, 0.0], None, -100, 1, False), "weight must have"),
+            (lambda: ops.cross_entropy_forward(x[0], t, None, p, None, -100, 1, False), "input must be 2-D"),
+            (lambda: ops.cross_entropy_forward(x, t[:3], None, p, None, -100, 1, False), "target must have shape"),
+            (lambda: ops.cross_entropy_forward(x, t.float(), None, p, None, -100, 1, False), "target must hold"),
+            (lambda: ops.cross_entropy_forward(x, t, torch.ones(4), p, None, -100, 1, False), "weight must have"),
             (lambda: ops.cross_entropy_forward(x, t, None, [], None, -100, 1, False), "params"),
-            (lambda: ops.cross_entropy_forward(x, t, None, [0.0, 0.0], None, -100, 7, False), "reduction"),
-            (lambda: ops.cross_entropy_forward_out(x, t, None, [0.0, 0.0], None, -100, 1, torch.empty(5, 4)), "grad_input"),
-            (lambda: ops.cross_entropy_backward(torch.ones(3), x, t, None, [0.0, 0.0], None, -100, 0), "grad_output"),
+            (lambda: ops.cross_entropy_forward(x, t, None, p, None, -100, 7, False), "reduction"),
+            (lambda: ops.cross_entropy_forward_out(x, t, None, p, None, -100, 1, torch.empty(5, 4)), "grad_input"),
+            (lambda: ops.cross_entropy_backward(torch.ones(3), x, t, None, p, None, -100, 0), "grad_output"),
         ]
         for call, message in cases:
             with pytest.raises(RuntimeError, match=message):

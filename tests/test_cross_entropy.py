@@ -58,3 +58,27 @@ def test_autograd_function_and_module(device):
     native = torch.nn.CrossEntropyLoss(weight=weight, reduction="sum", label_smoothing=0.05).to(device)
     assert_close(module(input, target), native(input, target), torch.float32, scale=10)
     assert "label_smoothing=0.05" in repr(module)
+
+
+@pytest.mark.parametrize("cap", [0.0, -1.0, float("inf"), float("nan")])
+def test_logit_softcap_must_be_positive_and_finite(cap):
+    # None means no cap; 0 is refused rather than read as "none" (Gemma 2's caps are 30 and 50).
+    input, target = torch.randn(4, 5), torch.tensor([0, 1, 2, 3])
+    for function in (lossext.cross_entropy, lossext.reference.cross_entropy):
+        with pytest.raises(ValueError, match="logit_softcap"):
+            function(input, target, logit_softcap=cap)
+    if lossext.extension_loaded() and cap != 0.0:  # the op's 0 is no cap; what else it refuses itself
+        with pytest.raises(RuntimeError, match="logit_softcap must be 0"):
+            torch.ops.lossext.cross_entropy_forward(input, target, None, [0.0, 0.0, cap], None, -100, 1, False)
+
+
+def test_logit_softcap_saturates_like_the_capped_logits():
+    # A logit far above the cap is read as the cap itself: the loss of [1e4, 0] capped at 2 is that of
+    # [2 tanh(5000), 0] = [2, 0], and its gradient there is (1 - tanh^2) times the softmax's, 0 in float32.
+    x = torch.tensor([[1e4, 0.0], [0.5, -0.5]], requires_grad=True)
+    target = torch.tensor([1, 0])
+    out = lossext.cross_entropy(x, target, logit_softcap=2.0, reduction="none")
+    capped = 2.0 * torch.tanh(x.detach() / 2.0)
+    torch.testing.assert_close(out.detach(), F.cross_entropy(capped, target, reduction="none"))
+    out.sum().backward()
+    assert x.grad[0, 0] == 0 and x.grad[0, 1] != 0

@@ -137,15 +137,16 @@ def test_shipped_losses_match_the_cpu_driver(sim, dtype, num_classes, group_size
     target = torch.randint(0, num_classes, (rows,), generator=g)
     target[2] = -100
     weight = (torch.rand(num_classes, generator=g, dtype=torch.float64) + 0.1).to(dtype)
-    compare(sim, "cross_entropy", group_size, dtype, input, target, None, [0.0, 0.0])
-    compare(sim, "cross_entropy", group_size, dtype, input, target.int(), weight, [0.1, 0.01])
+    compare(sim, "cross_entropy", group_size, dtype, input, target, None, [0.0, 0.0, 0.0])
+    compare(sim, "cross_entropy", group_size, dtype, input, target.int(), weight, [0.1, 0.01, 0.0])
     if num_classes <= 255:
-        compare(sim, "cross_entropy", group_size, dtype, input, target.clamp(min=0).to(torch.uint8), weight, [0.2, 0.0],
+        compare(sim, "cross_entropy", group_size, dtype, input, target.clamp(min=0).to(torch.uint8), weight,
+                [0.2, 0.0, 0.0],
                 ignore_index=3)
 
     probabilities = torch.rand(rows, num_classes, generator=g, dtype=torch.float64).softmax(1).to(dtype)
-    compare(sim, "cross_entropy_probabilities", group_size, dtype, input, probabilities, None, [0.0, 0.0])
-    compare(sim, "cross_entropy_probabilities", group_size, dtype, input, probabilities, weight, [0.1, 0.01])
+    compare(sim, "cross_entropy_probabilities", group_size, dtype, input, probabilities, None, [0.0, 0.0, 0.0])
+    compare(sim, "cross_entropy_probabilities", group_size, dtype, input, probabilities, weight, [0.1, 0.01, 0.0])
     compare(sim, "two_scale_cross_entropy", group_size, dtype, input, target, weight, **TWO_SCALE)
 
 
@@ -157,10 +158,10 @@ def test_special_values_match_the_cpu_driver(sim, dtype, num_classes, group_size
     rows = input.shape[0]
     target = special_targets(num_classes)
     weight = torch.linspace(0.5, 2, num_classes, dtype=torch.float64).to(dtype)
-    compare(sim, "cross_entropy", group_size, dtype, input, target, None, [0.0, 0.0])
-    compare(sim, "cross_entropy", group_size, dtype, input, target, weight, [0.1, 0.01])
+    compare(sim, "cross_entropy", group_size, dtype, input, target, None, [0.0, 0.0, 0.0])
+    compare(sim, "cross_entropy", group_size, dtype, input, target, weight, [0.1, 0.01, 0.0])
     probabilities = torch.rand(rows, num_classes, dtype=torch.float64).softmax(1).to(dtype)
-    compare(sim, "cross_entropy_probabilities", group_size, dtype, input, probabilities, weight, [0.1, 0.01])
+    compare(sim, "cross_entropy_probabilities", group_size, dtype, input, probabilities, weight, [0.1, 0.01, 0.0])
     compare(sim, "two_scale_cross_entropy", group_size, dtype, input, target, None, **TWO_SCALE)
 
 

@@ -85,7 +85,8 @@ def loss_params(draw, name: str):
     if draw(st.booleans()):
         return dict(draw(st.sampled_from(table)))
     if name == "cross_entropy":
-        return dict(label_smoothing=draw(st.sampled_from([0.0, 1.0]) | st.floats(0.0, 1.0)))
+        cap = draw(st.none() | st.sampled_from([1.0, 30.0]) | st.floats(0.05, 100.0))
+        return dict(label_smoothing=draw(st.sampled_from([0.0, 1.0]) | st.floats(0.0, 1.0)), logit_softcap=cap)
     if name == "hinge":
         return dict(p=draw(st.sampled_from([1.0, 2.0, 3.0]) | st.floats(1.0, 4.0)), margin=draw(st.floats(0.0, 2.0)))
     if name == "alpha_loss":

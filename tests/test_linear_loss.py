@@ -24,7 +24,7 @@ def two_scale_kwargs(dtype=torch.float64):
 
 # Every lossext loss with its own arguments (a callable for tensors that must be fresh per test).
 LOSSES = {
-    "cross_entropy": lambda: dict(label_smoothing=0.1, z_loss=0.01),
+    "cross_entropy": lambda: dict(label_smoothing=0.1, z_loss=0.01, logit_softcap=4.0),
     "hinge": lambda: dict(p=2.0, margin=0.5),
     "l1": dict,
     "l2": dict,
@@ -390,7 +390,7 @@ def test_opcheck(loss):
     if loss == "two_scale_cross_entropy":
         params, tensor_params = [0.5], torch.tensor([1.5, 4.0, 2.0], requires_grad=True)
     else:
-        params, tensor_params = [0.1, 0.01], None  # label_smoothing, z_loss
+        params, tensor_params = [0.1, 0.01, 5.0], None  # label_smoothing, z_loss, logit_softcap
     common = (None, params, tensor_params, -100)
     forward = getattr(torch.ops.lossext, f"{loss}_linear_forward").default
     backward = getattr(torch.ops.lossext, f"{loss}_linear_backward").default

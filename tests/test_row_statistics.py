@@ -27,8 +27,8 @@ from lossext.losses.ops import ROW_LOSS_NAMES
 
 # Each row-loss op with the fixed and learnable params its block ops run with (dense: probability targets).
 OP_CASES = {
-    "cross_entropy": dict(params=[0.1, 0.01], dense=False),
-    "cross_entropy_probabilities": dict(params=[0.1, 0.01], dense=True),
+    "cross_entropy": dict(params=[0.1, 0.01, 4.0], dense=False),
+    "cross_entropy_probabilities": dict(params=[0.1, 0.01, 4.0], dense=True),
     "hinge": dict(params=[1.5, 0.5], dense=False),
     "l1": dict(params=[], dense=False),
     "l2": dict(params=[], dense=False),

@@ -1,6 +1,6 @@
 // Scalar math for the activation headers, beside the shared scalar math of
 // csrc/common/scalar_math.h (where, maximum, absolute, exponential,
-// exponential_minus_one): the CUDA driver runs the activations on float and
+// exponential_minus_one, hyperbolic_tangent): the CUDA driver runs the activations on float and
 // double, the CPU driver on double. Its float path uses the VecF overloads of
 // the same names in csrc/cpu/vec/math.h (exponential_minus_one,
 // hyperbolic_tangent, normal_cdf_and_density, normal_cdf), written out there
@@ -14,10 +14,8 @@
 
 namespace lossext {
 
-LOSSEXT_HOST_DEVICE float hyperbolic_tangent(float a) { return ::tanhf(a); }
 LOSSEXT_HOST_DEVICE float complementary_error(float a) { return ::erfcf(a); }
 LOSSEXT_HOST_DEVICE double complementary_error(double a) { return ::erfc(a); }
-LOSSEXT_HOST_DEVICE double hyperbolic_tangent(double a) { return ::tanh(a); }
 
 LOSSEXT_HOST_DEVICE float fused_multiply_add(float a, float b, float c) { return ::fmaf(a, b, c); }
 LOSSEXT_HOST_DEVICE double fused_multiply_add(double a, double b, double c) { return ::fma(a, b, c); }

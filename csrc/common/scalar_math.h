@@ -2,7 +2,7 @@
 // on float and double, host and device. The CPU driver adds overloads of the
 // same names for its SIMD vector type (csrc/cpu/vec/), so element_value,
 // element_gradient and the activations' forward and backward compile for both.
-// The activations' own functions (tanh, erfc, the normal CDF) are in
+// The activations' own functions (erfc, the normal CDF) are in
 // csrc/activations/activation_math.h.
 #pragma once
 
@@ -34,6 +34,9 @@ LOSSEXT_HOST_DEVICE double nonnegative_power(double a, double b) { return ::pow(
 // -expm1(log p_t) keeps its relative accuracy when p_t -> 1.
 LOSSEXT_HOST_DEVICE float exponential_minus_one(float a) { return ::expm1f(a); }
 LOSSEXT_HOST_DEVICE double exponential_minus_one(double a) { return ::expm1(a); }
+// tanh: the activations' and cross-entropy's logit cap (row_loss.h, kLogitSoftcap).
+LOSSEXT_HOST_DEVICE float hyperbolic_tangent(float a) { return ::tanhf(a); }
+LOSSEXT_HOST_DEVICE double hyperbolic_tangent(double a) { return ::tanh(a); }
 
 template <typename T>
 LOSSEXT_HOST_DEVICE T infinity() {

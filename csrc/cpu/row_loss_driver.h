@@ -53,6 +53,7 @@ struct RowLossPointers {
   bool stream_gradient;               // write grad_input with streaming stores
   const acc_t* tensor_params;         // the loss's learnable scalars, or nullptr
   acc_t* row_param_grads;             // (N, kNumTensorParams), or nullptr
+  acc_t logit_softcap;                // c of kLogitSoftcap (row_loss.h), 0 for none
 };
 
 // Calls body(j, k) for every vector start j < vector_end, kUnroll vectors per
@@ -106,7 +107,44 @@ struct CpuRow {
   // none: 0 in the first block, so that max-other skips class 0 (as the CUDA driver).
   int64_t target;
 
+  acc_t logit_softcap = 0;  // c of kLogitSoftcap (row_loss.h): the passes read c tanh(o / c); 0 for o
+
   acc_t weight_at(int64_t j) const { return weight ? weight[j] : acc_t(1); }
+
+  // The logits as the loss sees them (row_loss.h, kLogitSoftcap): a whole
+  // vector from column j, `count` of them with `fill` in the other lanes, or one.
+  using Vector = typename Lane<acc_t>::type;
+  Vector logits(int64_t j) const { return capped(Lane<acc_t>::load_converted(input + j)); }
+  Vector logits(int64_t j, int64_t count, acc_t fill) const {
+    const Vector loaded = Lane<acc_t>::load_partial(input + j, count, fill);
+    return logit_softcap > acc_t(0) ? Lane<acc_t>::keep_first(count, capped(loaded), fill) : loaded;
+  }
+  // One logit through the same vector tanh as the others (a broadcast's max is its value), so that
+  // o'_t - max_j o'_j is exactly 0 where the target is the max.
+  acc_t logit(int64_t j) const {
+    const acc_t o = static_cast<acc_t>(input[j]);
+    return logit_softcap > acc_t(0) ? Lane<acc_t>::reduce_max(capped(Vector(o))) : o;
+  }
+  // do'/do at those logits (1 without a cap), the factor of each gradient element.
+  Vector slope(int64_t j, int64_t count) const {
+    return Lane<acc_t>::keep_first(count, capped_slope(logits(j, count, acc_t(0))), acc_t(0));
+  }
+  acc_t slope_at(int64_t j) const { return capped_logit_slope(logit(j), logit_softcap); }
+
+ private:
+  Vector capped(Vector o) const {
+    using lossext::hyperbolic_tangent;       // the double rows' (scalar_math.h)
+    using lossext::cpu::hyperbolic_tangent;  // the float rows' vector tanh (vec/math.h)
+    if (!(logit_softcap > acc_t(0))) return o;
+    const Vector cap(logit_softcap);
+    return cap * hyperbolic_tangent(o / cap);
+  }
+  Vector capped_slope(Vector capped_logits) const {
+    const Vector ratio = capped_logits / Vector(logit_softcap);
+    return (Vector(acc_t(1)) - ratio) * (Vector(acc_t(1)) + ratio);
+  }
+
+ public:
   // The column the element sum leaves out (RowStats::element_sum), -1 for none.
   template <typename Loss>
   int64_t element_sum_excluded() const {
@@ -144,10 +182,8 @@ LOSSEXT_ALWAYS_INLINE void gather_extremes(const CpuRow<scalar_t, acc_t>& r, Par
         row_min.lanes[k] = smaller(row_min.lanes[k], above_minus_inf);
       }
     };
-    for_each_vector<kUnroll>(vector_end, W, [&](int64_t j, auto k) { take(L::load_converted(r.input + j), k); });
-    if (tail > 0) {
-      take(L::load_partial(r.input + vector_end, tail, -infinity<acc_t>()), std::integral_constant<int, 0>{});
-    }
+    for_each_vector<kUnroll>(vector_end, W, [&](int64_t j, auto k) { take(r.logits(j), k); });
+    if (tail > 0) take(r.logits(vector_end, tail, -infinity<acc_t>()), std::integral_constant<int, 0>{});
     p.max_logit = L::reduce_max(row_max.combined(larger));
     if constexpr (decltype(min_wanted)::value) p.min_logit = -L::reduce_max(-row_min.combined(smaller));
   };
@@ -278,8 +314,7 @@ LOSSEXT_ALWAYS_INLINE void gather_exp_sums(const CpuRow<scalar_t, acc_t>& r, Par
     // tail, whose padding lanes (logit -inf) are kept out of every sum.
     const auto exp_step = [&](int64_t j, int64_t count, auto k) {
       const bool partial = count < W;
-      const V logits =
-          partial ? L::load_partial(r.input + j, count, -infinity<acc_t>()) : L::load_converted(r.input + j);
+      const V logits = partial ? r.logits(j, count, -infinity<acc_t>()) : r.logits(j);
       const V shifted = logits - ref;
       // s (o - ref) <= 0 (or NaN) by the choice of ref: the cheaper exp.
       V e = exponential_nonpositive(kScaled ? s * shifted : shifted);
@@ -344,17 +379,22 @@ LOSSEXT_ALWAYS_INLINE void write_gradient(const CpuRow<scalar_t, acc_t>& r, cons
   const acc_t z_target = has_target ? z_at(r.target) : acc_t(0);
   const acc_t z_special = has_special ? z_at(special) : acc_t(0);
   const acc_t* w = r.weight;
+  // A capped loss's gradient is taken through the cap: times do'/do (row_loss.h, kLogitSoftcap).
+  const bool capped = r.logit_softcap > acc_t(0);
+  const acc_t slope_target = has_target && capped ? r.slope_at(r.target) : acc_t(1);
+  const acc_t slope_special = has_special && capped ? r.slope_at(special) : acc_t(1);
   write_row<L>(r.grad, r.columns, stream, [&](int64_t j, int64_t count) {
     const V wj = w ? (count == W ? L::load(w + j) : L::load_partial(w + j, count, acc_t(0))) : V(acc_t(1));
-    return Loss::template element_gradient<V, acc_t>(z_vector(j, count), wj, g.coefficients);
+    const V gradient = Loss::template element_gradient<V, acc_t>(z_vector(j, count), wj, g.coefficients);
+    return capped ? gradient * r.slope(j, count) : gradient;
   });
   if (has_target) {
     r.grad[r.target] = static_cast<scalar_t>(
-        gradient_at<Loss>(global_target, z_target, r.weight_at(r.target), global_target, g));
+        gradient_at<Loss>(global_target, z_target, r.weight_at(r.target), global_target, g) * slope_target);
   }
   if (has_special) {
     r.grad[special] = static_cast<scalar_t>(
-        gradient_at<Loss>(g.special_index, z_special, r.weight_at(special), global_target, g));
+        gradient_at<Loss>(g.special_index, z_special, r.weight_at(special), global_target, g) * slope_special);
   }
 }
 
@@ -415,6 +455,7 @@ LOSSEXT_ALWAYS_INLINE OpenedRow<scalar_t, acc_t> open_row(int64_t row, int64_t n
   r.columns = C;
   r.first_class = 0;
   r.target = kDense ? 0 : static_cast<int64_t>(ptr.target[row]);
+  r.logit_softcap = ptr.logit_softcap;
   o.ignored = !kDense && r.target == ignore_index;
   if (o.ignored) {
     ptr.row_values[row] = acc_t(0);
@@ -426,7 +467,7 @@ LOSSEXT_ALWAYS_INLINE OpenedRow<scalar_t, acc_t> open_row(int64_t row, int64_t n
   s.tensor_params = ptr.tensor_params;
   s.class_weight_total = class_weight_total;  // a dense row's is its own sum, from pass 2
   if constexpr (!kDense) {
-    s.target_logit = static_cast<acc_t>(r.input[r.target]);
+    s.target_logit = r.logit(r.target);
     s.target_weight = r.weight_at(r.target);
   }
   o.upstream = ptr.upstream ? ptr.upstream[row * ptr.upstream_stride] : acc_t(1);
@@ -445,6 +486,11 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
   static_assert((kNeeds & kElementwiseGradient) == 0 ||
                     ((kNeeds & kElementSum) != 0 && (kNeeds & (kSoftmax | kMaxOther | kDenseTarget)) == 0),
                 "kElementwiseGradient is for kElementSum losses without softmax, max-other or dense targets");
+  // The cap is applied where the passes read logits for a softmax; the max-other
+  // scan, element sums and scaled softmax read them their own ways.
+  static_assert((kNeeds & kLogitSoftcap) == 0 ||
+                    ((kNeeds & kSoftmax) != 0 && (kNeeds & (kMaxOther | kElementSum | kScaledSoftmax)) == 0),
+                "kLogitSoftcap is for softmax losses without max-other, element sums or a scaled softmax");
   constexpr int64_t W = L::kWidth;
   const int64_t C = num_classes;
 
@@ -507,8 +553,7 @@ void run_rows(int64_t row_begin, int64_t row_end, int64_t num_classes,
         using V = typename L::type;
         const V m(s.max_logit), scale(s.logit_scale), shift(g.exp_shift);
         for (int64_t j = 0; j < C; j += W) {
-          const V logits =
-              j + W <= C ? L::load_converted(r.input + j) : L::load_partial(r.input + j, C - j, -infinity<acc_t>());
+          const V logits = j + W <= C ? r.logits(j) : r.logits(j, C - j, -infinity<acc_t>());
           L::store(e_row + j, exponential(scale * (logits - m) + shift));
         }
       }
@@ -588,6 +633,7 @@ struct CpuRowLossDriver {
             use_streaming_stores(ptr.grad_input, static_cast<int64_t>(grad_input.nbytes()));
         ptr.tensor_params = p.tensor_params.defined() ? p.tensor_params.data_ptr<acc_t>() : nullptr;
         ptr.row_param_grads = row_param_grads.numel() > 0 ? row_param_grads.data_ptr<acc_t>() : nullptr;
+        ptr.logit_softcap = static_cast<acc_t>(p.logit_softcap);
         // About 64 KiB of logits per task, so small-C batches still amortise
         // the task overhead and large-C rows spread over all threads.
         const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 14) / p.classes);

@@ -41,6 +41,7 @@ struct CpuRowStatisticsDriver {
     const int64_t target = kDense ? 0 : p.target.data_ptr<int64_t>()[row];
     const int64_t column = target - class_offset;
     r.target = column >= 0 && column < p.classes ? column : -1;
+    r.logit_softcap = static_cast<acc_t>(p.logit_softcap);
     return r;
   }
 
@@ -84,7 +85,7 @@ struct CpuRowStatisticsDriver {
             gather_block<Loss>(r, b.partial, params, scales, next_row);
             if constexpr (!kDense) {
               if (r.target >= 0) {
-                b.target_logit = static_cast<acc_t>(r.input[r.target]);
+                b.target_logit = r.logit(r.target);
                 b.target_weight = r.weight_at(r.target);
               }
               if constexpr (Partial::kSmoothing) b.partial.weight_total = block_weight_total;
@@ -110,7 +111,7 @@ struct CpuRowStatisticsDriver {
         // holds each w_j o_j (the -inf, or NaN for w_j = 0, that any rebasing keeps).
         if constexpr (Partial::kSmoothing) {
           for (int64_t j = 0; j < r.columns; ++j) {
-            partial.weighted_logit_sum += r.weight_at(j) * static_cast<acc_t>(r.input[j]);
+            partial.weighted_logit_sum += r.weight_at(j) * r.logit(j);
             if constexpr (Partial::kDense) partial.weight_total += r.weight_at(j);
           }
         }
@@ -254,11 +255,10 @@ struct CpuRowStatisticsDriver {
             }
           };
           const auto z_vector = [&](int64_t j, int64_t count) {
-            return z_of(count == W ? L::load_converted(r.input + j)
-                                   : L::load_partial(r.input + j, count, kSoftmaxLoss ? -infinity<acc_t>() : 0));
+            return z_of(count == W ? r.logits(j) : r.logits(j, count, kSoftmaxLoss ? -infinity<acc_t>() : 0));
           };
           const auto z_at = [&](int64_t j) {
-            const acc_t o = static_cast<acc_t>(r.input[j]);
+            const acc_t o = r.logit(j);
             if constexpr (kScaled) return scaled_exponential(o, s.logit_scale, s.max_logit);
             if constexpr (kSoftmaxLoss) return exponential(o - s.max_logit + g.exp_shift);
             return o;

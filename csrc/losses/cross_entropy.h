@@ -21,26 +21,42 @@
 // large number and log p_t stays finite when p_t underflows.
 #pragma once
 
+#include <limits>
+
 #include "row_loss.h"
 
 namespace lossext {
 
 // The parameters of both cross-entropy ops (class indices here, probabilities in
 // cross_entropy_probabilities.h), in the order lossext.cross_entropy passes them.
+// logit_softcap c > 0 takes the loss of c tanh(o / c) (Gemma 2), the drivers'
+// kLogitSoftcap (row_loss.h); 0 for none.
 struct CrossEntropyParams {
-  static constexpr int kCount = 2;
+  static constexpr int kCount = 3;
   double label_smoothing;
   double z_loss;
-  static CrossEntropyParams from(const double* values) { return CrossEntropyParams{values[0], values[1]}; }
+  double logit_softcap;
+  static CrossEntropyParams from(const double* values) {
+    return CrossEntropyParams{values[0], values[1], values[2]};
+  }
+  // The one invalid value the kernels could be given: a cap that is negative, infinite or NaN.
+  static const char* error(const double* values) {
+    const double cap = values[2];
+    return cap == 0.0 || (cap > 0.0 && cap < std::numeric_limits<double>::infinity())
+               ? nullptr
+               : "logit_softcap must be 0 (none) or positive and finite";
+  }
 };
 
 struct CrossEntropy {
-  static constexpr unsigned kNeeds = kSoftmax | kSmoothingSum;
+  static constexpr unsigned kNeeds = kSoftmax | kSmoothingSum | kLogitSoftcap;
   static constexpr const char* kName = "cross_entropy";
   static constexpr int kNumParams = CrossEntropyParams::kCount;
 
   using Params = CrossEntropyParams;
   static Params make_params(const double* values) { return Params::from(values); }
+  static const char* param_error(const double* values) { return Params::error(values); }
+  static double logit_softcap(const Params& params) { return params.logit_softcap; }
 
   template <typename T>
   struct Coefficients {

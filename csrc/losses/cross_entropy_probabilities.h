@@ -16,7 +16,7 @@
 namespace lossext {
 
 struct CrossEntropyProbabilities {
-  static constexpr unsigned kNeeds = kSoftmax | kSmoothingSum | kDenseTarget;
+  static constexpr unsigned kNeeds = kSoftmax | kSmoothingSum | kDenseTarget | kLogitSoftcap;
   static constexpr const char* kName = "cross_entropy_probabilities";
   static constexpr int kNumParams = CrossEntropyParams::kCount;
 
@@ -24,6 +24,8 @@ struct CrossEntropyProbabilities {
   // (row_loss_op.h, prepare_row_loss); the math below does not read it.
   using Params = CrossEntropyParams;
   static Params make_params(const double* values) { return Params::from(values); }
+  static const char* param_error(const double* values) { return Params::error(values); }
+  static double logit_softcap(const Params& params) { return params.logit_softcap; }
 
   template <typename T>
   struct Coefficients {

@@ -96,6 +96,15 @@
 // s < 0, -inf logits excluded; csrc/losses/row_partial.h). kExpWeightedLogitSum
 // adds sum_j z_j (o_j - m), from which sum_j p_j o_j = m + that / S.
 //
+// Losses with kLogitSoftcap (cross-entropy's logit_softcap, Gemma 2's soft-capping,
+// Gemma Team 2024, sec. 2) take their softmax of o'_j = c tanh(o_j / c) when
+// Loss::logit_softcap(params) = c > 0: the drivers map every logit as they
+// read it (the CPU driver's CpuRow::logits), so RowStats hold the statistics
+// of o' and z_j is exp(o'_j - m), and they multiply every element of the
+// gradient by do'_j/do_j = 1 - (o'_j / c)^2 (capped_logit_slope). c = 0 reads
+// the logits as they are. The op layer puts c in RowLossProblem::logit_softcap;
+// the CUDA driver does not cap yet, so the op layer refuses a cap on CUDA.
+//
 // The statistics of a row can be gathered in parts and combined in any order
 // (RowPartial, csrc/losses/row_partial.h), and once they are known the drivers
 // finish a row with row_gradient() and gradient_at() (csrc/losses/row_finish.h).
@@ -124,7 +133,26 @@ enum RowNeeds : unsigned {
   kMaxOtherIndex = 1u << 9,   // with kMaxOther: max_other_index, and special_gradient there
   kOtherClassSums = 1u << 10,  // sum_exp_other (and sum_exp_squared_other) over j != t; not with
                                // kDenseTarget or kExpWeightedLogitSum
+  kLogitSoftcap = 1u << 11,    // the softmax of c tanh(o / c), c = Loss::logit_softcap(params) (0: of o)
 };
+
+// do'/do = 1 - tanh^2(o / c) = (1 - o'/c)(1 + o'/c) from the capped logit o', 1 for c = 0.
+template <typename T>
+LOSSEXT_HOST_DEVICE T capped_logit_slope(T capped, T cap) {
+  if (!(cap > T(0))) return T(1);
+  const T ratio = capped / cap;
+  return (T(1) - ratio) * (T(1) + ratio);
+}
+
+// The loss's logit cap c for these params: Loss::logit_softcap(params) with kLogitSoftcap, else 0.
+template <typename Loss>
+double logit_softcap_of(const typename Loss::Params& params) {
+  if constexpr ((Loss::kNeeds & kLogitSoftcap) != 0) {
+    return Loss::logit_softcap(params);
+  } else {
+    return 0.0;
+  }
+}
 
 // Whether a loss's Coefficients carry exp_shift (see above).
 template <typename Coefficients, typename = void>

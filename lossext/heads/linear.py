@@ -154,17 +154,19 @@ def linear_cross_entropy(
     chunk_bytes: Optional[int] = None,
     recompute: bool = False,
     z_loss: float = 0.0,
+    logit_softcap: Optional[float] = None,
 ) -> torch.Tensor:
     """Drop-in for torch.nn.functional.linear_cross_entropy: cross_entropy(linear(input, linear_weight,
     linear_bias), target, ...) through the fused head (see linear_loss). ignore_index=None means -100, as
     there; `options` (torch's LinearCrossEntropyOptions) is accepted and ignored: chunking is
     chunk_size / chunk_bytes here. 2-D linear_weight only (torch's K-dimensional weights are not supported).
-    z_loss: PaLM's z * lse^2 per row (lossext.cross_entropy's), in the same kernel.
+    z_loss: PaLM's z * lse^2 per row, logit_softcap: Gemma 2's c tanh(o / c) before the softmax (both
+    lossext.cross_entropy's), in the same kernel.
     """
     return linear_loss("cross_entropy", input, linear_weight, target, linear_bias=linear_bias,
                        chunk_size=chunk_size, chunk_bytes=chunk_bytes, recompute=recompute, weight=weight,
                        reduction=reduction, ignore_index=-100 if ignore_index is None else ignore_index,
-                       label_smoothing=label_smoothing, z_loss=z_loss)
+                       label_smoothing=label_smoothing, z_loss=z_loss, logit_softcap=logit_softcap)
 
 
 def reference_linear_loss(loss: Union[str, Callable], input: torch.Tensor, linear_weight: torch.Tensor,
@@ -195,13 +197,13 @@ def reference_linear_cross_entropy(input: torch.Tensor, linear_weight: torch.Ten
                                    ignore_index: Optional[int] = -100, label_smoothing: float = 0.0,
                                    options=None, chunk_size: Optional[int] = None,
                                    chunk_bytes: Optional[int] = None, recompute: bool = False,
-                                   z_loss: float = 0.0) -> torch.Tensor:
+                                   z_loss: float = 0.0, logit_softcap: Optional[float] = None) -> torch.Tensor:
     """The reference of linear_cross_entropy (lossext.reference.cross_entropy of the fp32 logits), with
     its arguments; options, chunk_size, chunk_bytes and recompute change nothing here."""
     return reference_linear_loss("cross_entropy", input, linear_weight, target, linear_bias=linear_bias,
                                  weight=weight, reduction=reduction,
                                  ignore_index=-100 if ignore_index is None else ignore_index,
-                                 label_smoothing=label_smoothing, z_loss=z_loss)
+                                 label_smoothing=label_smoothing, z_loss=z_loss, logit_softcap=logit_softcap)
 
 
 class LinearEvaluation(NamedTuple):

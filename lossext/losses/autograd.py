@@ -73,8 +73,9 @@ class CrossEntropyFunction(RowLossFunction):
     @staticmethod
     def forward(ctx, input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
                 ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0,
-                z_loss: float = 0.0) -> torch.Tensor:
-        return RowLossFunction.run(ctx, "cross_entropy", input, target, weight, [label_smoothing, z_loss],
+                z_loss: float = 0.0, logit_softcap: Optional[float] = None) -> torch.Tensor:
+        cap = 0.0 if logit_softcap is None else logit_softcap  # the op's 0: no cap
+        return RowLossFunction.run(ctx, "cross_entropy", input, target, weight, [label_smoothing, z_loss, cap],
                                    ignore_index, reduction)
 
 

@@ -11,7 +11,7 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 
-from .._checks import check_alpha, check_hinge_params, check_label_smoothing, check_z_loss
+from .._checks import check_alpha, check_hinge_params, check_label_smoothing, check_logit_softcap, check_z_loss
 from . import functional
 
 __all__ = ["bind_loss_arguments", "loss_functions", "op_arguments", "resolve_loss"]
@@ -56,7 +56,8 @@ def bind_loss_arguments(name: str, function: Callable, loss_kwargs: dict, caller
 
 # Checks of a loss's own scalars, raised as lossext.<loss> raises them (ValueError).
 _PARAM_CHECKS = {
-    "cross_entropy": lambda args: (check_label_smoothing(args["label_smoothing"]), check_z_loss(args["z_loss"])),
+    "cross_entropy": lambda args: (check_label_smoothing(args["label_smoothing"]), check_z_loss(args["z_loss"]),
+                                   check_logit_softcap(args["logit_softcap"])),
     "hinge": lambda args: check_hinge_params(args["p"], args["margin"]),
     "alpha_loss": lambda args: check_alpha(args["alpha"]),
 }
@@ -76,5 +77,7 @@ def op_arguments(name: str, function: Callable, args: dict, input: torch.Tensor,
         norm = 1.0 if args["norm"] is None else args["norm"]
         scales = functional._scale_tensor([("r1", args["r1"]), ("r2", args["r2"]), ("norm", norm)], input)
         return name, [float(args["eta"])], scales
-    params = [float(args[parameter.name]) for parameter in _own_parameters(function)]
+    # An option that is off (None: cross-entropy's logit_softcap) is the op's 0.
+    params = [0.0 if args[parameter.name] is None else float(args[parameter.name])
+              for parameter in _own_parameters(function)]
     return ("cross_entropy_probabilities" if probabilities else name), params, None

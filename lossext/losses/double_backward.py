@@ -32,7 +32,8 @@ def reference_row_loss(name: str, input: torch.Tensor, target: torch.Tensor, wei
     (N, P): each row's own copy of the tensor params, so that autograd gives per-row derivatives."""
     options = dict(weight=weight, ignore_index=ignore_index, reduction=_REDUCTION_NAMES[reduction])
     if name in ("cross_entropy", "cross_entropy_probabilities"):  # the reference tells the targets apart by shape
-        return reference.cross_entropy(input, target, label_smoothing=params[0], z_loss=params[1], **options)
+        return reference.cross_entropy(input, target, label_smoothing=params[0], z_loss=params[1],
+                                       logit_softcap=params[2] or None, **options)
     if name == "two_scale_cross_entropy":
         r1, r2, norm = row_tensor_params.unbind(1)
         return reference.two_scale_cross_entropy(input, target, r1, r2, params[0], norm, **options)

@@ -6,8 +6,8 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 
 from .. import _extension
-from .._checks import (canonicalize, check_alpha, check_hinge_params, check_label_smoothing, check_two_scale_eta,
-                       check_two_scale_scale, check_z_loss)
+from .._checks import (canonicalize, check_alpha, check_hinge_params, check_label_smoothing, check_logit_softcap,
+                       check_two_scale_eta, check_two_scale_scale, check_z_loss)
 from .._dtensor import routes_dtensor
 from .._dtypes import accumulation_dtype
 from . import reference
@@ -55,6 +55,7 @@ def cross_entropy(
     reduction: str = "mean",
     label_smoothing: float = 0.0,
     z_loss: float = 0.0,
+    logit_softcap: Optional[float] = None,
 ) -> torch.Tensor:
     """Fused softmax cross-entropy; a drop-in for torch.nn.functional.cross_entropy.
 
@@ -62,15 +63,18 @@ def cross_entropy(
     (int64, int32 or uint8) of the input's shape without the class dimension,
     or class probabilities of the input's shape. z_loss: PaLM's z-loss, z * lse^2
     added per row (weighted by w_t for class indices, as the rest of the row), in
-    the same kernel.
+    the same kernel. logit_softcap: c > 0 takes the loss of c tanh(o / c) (Gemma 2's soft-capping; the
+    z-loss then of its lse too), the cap applied as each logit is read, in the same kernel; None for none.
     """
     check_label_smoothing(label_smoothing)
     check_z_loss(z_loss)
-    params = [label_smoothing, z_loss]
+    check_logit_softcap(logit_softcap)
+    params = [label_smoothing, z_loss, 0.0 if logit_softcap is None else float(logit_softcap)]
     input, weight = reference.probability_target_dtypes(input, target, weight)
 
     def run_reference() -> torch.Tensor:
-        return reference.cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing, z_loss)
+        return reference.cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing, z_loss,
+                                       logit_softcap)
 
     canonical = canonicalize("cross_entropy", input, target, weight, ignore_index, reduction,
                              allow_probabilities=True)

@@ -25,22 +25,23 @@ class CrossEntropyLoss(torch.nn.Module):
     """Drop-in for torch.nn.CrossEntropyLoss, running lossext.cross_entropy."""
 
     def __init__(self, weight: Optional[torch.Tensor] = None, ignore_index: int = -100, reduction: str = "mean",
-                 label_smoothing: float = 0.0, z_loss: float = 0.0) -> None:
+                 label_smoothing: float = 0.0, z_loss: float = 0.0, logit_softcap: Optional[float] = None) -> None:
         super().__init__()
         self.register_buffer("weight", weight)
         self.ignore_index = ignore_index
         self.reduction = reduction
         self.label_smoothing = label_smoothing
         self.z_loss = z_loss
+        self.logit_softcap = logit_softcap
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return functional.cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
                                         reduction=self.reduction, label_smoothing=self.label_smoothing,
-                                        z_loss=self.z_loss)
+                                        z_loss=self.z_loss, logit_softcap=self.logit_softcap)
 
     def extra_repr(self) -> str:
         return (f"ignore_index={self.ignore_index}, reduction={self.reduction!r}, "
-                f"label_smoothing={self.label_smoothing}, z_loss={self.z_loss}")
+                f"label_smoothing={self.label_smoothing}, z_loss={self.z_loss}, logit_softcap={self.logit_softcap}")
 
 
 class TwoScaleCrossEntropyLoss(torch.nn.Module):

@@ -13,7 +13,7 @@ from typing import Callable, Optional, Union
 import torch
 
 from .._checks import (Canonical, canonicalize, check_alpha, check_hinge_params, check_label_smoothing,
-                       check_target_range, check_two_scale_params, check_z_loss)
+                       check_logit_softcap, check_target_range, check_two_scale_params, check_z_loss)
 from .._dtypes import accumulation_dtype
 
 __all__ = [
@@ -129,16 +129,23 @@ def cross_entropy(
     reduction: str = "mean",
     label_smoothing: float = 0.0,
     z_loss: float = 0.0,
+    logit_softcap: Optional[float] = None,
 ) -> torch.Tensor:
     """Cross-entropy as torch.nn.functional.cross_entropy defines it, from logsumexp.
 
     Per row, with log p = log_softmax(o) and smoothing eps over C classes:
     -(1 - eps) w_t log p_t - eps / C * sum_j w_j log p_j for class indices;
     -sum_j w_j q'_j log p_j with q' = (1 - eps) q + eps / C for class probabilities q;
-    plus the z-loss z * lse^2 (times w_t for class indices; PaLM, Chowdhery et al. 2022).
+    plus the z-loss z * lse^2 (times w_t for class indices; PaLM, Chowdhery et al. 2022); with logit_softcap
+    c, all of it of the capped logits c tanh(o / c) (Gemma 2).
     """
     check_label_smoothing(label_smoothing)
     check_z_loss(z_loss)
+    check_logit_softcap(logit_softcap)
+
+    def capped(x: torch.Tensor) -> torch.Tensor:
+        return x if logit_softcap is None else logit_softcap * torch.tanh(x / logit_softcap)
+
     input, weight = probability_target_dtypes(input, target, weight)
     canonical = canonicalize("cross_entropy", input, target, weight, ignore_index, reduction,
                              allow_probabilities=True)
@@ -146,7 +153,7 @@ def cross_entropy(
     if canonical.probabilities and canonical.input.shape[1] == 0:
         return loss_without_classes(canonical)
     if canonical.probabilities:
-        x = canonical.input.to(accumulation_dtype(input.dtype))
+        x = capped(canonical.input.to(accumulation_dtype(input.dtype)))
         num_classes = x.shape[1]
         q = canonical.target.to(x.dtype)
         if eps != 0.0:
@@ -160,6 +167,7 @@ def cross_entropy(
                            input.dtype)
 
     def per_row(x: torch.Tensor, t: torch.Tensor, w_t: torch.Tensor) -> torch.Tensor:
+        x = capped(x)
         log_p = log_softmax_rows(x)
         row = -w_t * log_p.gather(1, t[:, None])[:, 0]
         if eps != 0.0:

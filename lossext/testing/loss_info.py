@@ -131,8 +131,9 @@ class LossInfo:
         return (self.name,) + ((f"{self.name}_probabilities",) if self.supports_probabilities else ())
 
     def op_params(self, params: Mapping[str, float]) -> List[float]:
-        """The op's params list from a mapping holding (at least) every float parameter."""
-        return [float(params[name]) for name in self.param_names]
+        """The op's params list from a mapping holding (at least) every float parameter; an option that is off
+        (None: cross-entropy's logit_softcap) is the op's 0."""
+        return [0.0 if params[name] is None else float(params[name]) for name in self.param_names]
 
     def op_tensor_params(self, params: Mapping[str, torch.Tensor]) -> Optional[torch.Tensor]:
         """The op's tensor_params (one 1-D tensor, gradients flowing back) from a mapping holding them, or None."""
@@ -185,9 +186,12 @@ class LossInfo:
 
 def cross_entropy_with_z_loss(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
                               ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0,
-                              z_loss: float = 0.0) -> torch.Tensor:
+                              z_loss: float = 0.0, logit_softcap: Optional[float] = None) -> torch.Tensor:
     """PyTorch's F.cross_entropy plus PaLM's z-loss z * lse^2 per row (times w_t for class indices, reduced as
-    F.cross_entropy reduces its rows), from torch.logsumexp: the ground truth of lossext.cross_entropy."""
+    F.cross_entropy reduces its rows), from torch.logsumexp, of the logits capped to c tanh(o / c) with
+    torch.tanh when logit_softcap = c (Gemma 2): the ground truth of lossext.cross_entropy."""
+    if logit_softcap is not None:
+        input = logit_softcap * torch.tanh(input / logit_softcap)
     loss = F.cross_entropy(input, target, weight=weight, ignore_index=ignore_index, reduction=reduction,
                            label_smoothing=label_smoothing)
     if z_loss == 0.0:
@@ -213,8 +217,12 @@ def cross_entropy_with_z_loss(input: torch.Tensor, target: torch.Tensor, weight:
 
 
 LOSSES: Tuple[LossInfo, ...] = (
-    LossInfo("cross_entropy", (dict(label_smoothing=0.1, z_loss=0.0), dict(label_smoothing=0.0, z_loss=0.0),
-                               dict(label_smoothing=0.1, z_loss=0.01)), native=cross_entropy_with_z_loss,
+    # The cap 3 of the last set saturates tanh for the samples' larger logits (|o| up to ~8).
+    LossInfo("cross_entropy", (dict(label_smoothing=0.1, z_loss=0.0, logit_softcap=None),
+                               dict(label_smoothing=0.0, z_loss=0.0, logit_softcap=None),
+                               dict(label_smoothing=0.1, z_loss=0.01, logit_softcap=None),
+                               dict(label_smoothing=0.0, z_loss=0.0, logit_softcap=3.0)),
+             native=cross_entropy_with_z_loss,
              supports_probabilities=True, module="CrossEntropyLoss", zero_with_one_class=True,
              # With label smoothing the one class's gradient p - (1 - eps) - eps/C rounds to ~1e-17 in the
              # kernels (PyTorch sums the smoothed target first, 1 - ((1 - eps) + eps) = 0): not exactly 0.
@@ -223,7 +231,7 @@ LOSSES: Tuple[LossInfo, ...] = (
              very_many_classes=200_003,
              # The drop-in for F.cross_entropy: every shape with every option in every dtype and reduction.
              samples=each_shape_with_each_option(((37,), (16, 37), (4, 37, 3, 5))),
-             bench_params=dict(label_smoothing=0.0, z_loss=0.0)),
+             bench_params=dict(label_smoothing=0.0, z_loss=0.0, logit_softcap=None)),
     LossInfo("hinge", (dict(p=1.0, margin=0.5), dict(p=2.0, margin=0.5), dict(p=3.0, margin=1.0),
                        dict(p=1.5, margin=0.25)),
              module="HingeLoss", autograd_function="HingeFunction",

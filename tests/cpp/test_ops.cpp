@@ -36,7 +36,7 @@ int main() {
   const double smoothing = 0.1;
 
   for (int64_t reduction : {0, 1, 2}) {
-    auto [loss, grad, param_grads] = forward.call(input, target, weight, {smoothing, 0.0}, c10::nullopt, -100, reduction, true);
+    auto [loss, grad, param_grads] = forward.call(input, target, weight, {smoothing, 0.0, 0.0}, c10::nullopt, -100, reduction, true);
     auto x = input.clone().requires_grad_(true);
     namespace F = torch::nn::functional;
     auto options = F::CrossEntropyFuncOptions().weight(weight).ignore_index(-100).label_smoothing(smoothing);
