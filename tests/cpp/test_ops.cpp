@@ -52,7 +52,7 @@ int main() {
 
   // A bad argument is an exception naming it, not a crash.
   try {
-    forward.call(input, target.slice(0, 0, 10), c10::nullopt, {0.0, 0.0}, c10::nullopt, -100, 1, false);
+    forward.call(input, target.slice(0, 0, 10), c10::nullopt, {0.0, 0.0, 0.0}, c10::nullopt, -100, 1, false);
     ++failures;
     std::cerr << "FAIL no error for a target of the wrong length\n";
   } catch (const c10::Error& error) {
