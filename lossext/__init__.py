@@ -12,7 +12,7 @@ lossext.nn, lossext.reference and lossext.autograd gather their public names.
 import torch
 
 from . import activations, autograd, functional, metrics, nn, reference
-from ._extension import backend, extension_loaded, set_backend
+from ._extension import backend, cached_bytes, empty_cache, extension_loaded, set_backend
 from .functional import *  # noqa: F401,F403  (every loss and activation function)
 from .losses import row_statistics  # noqa: F401  (registers the block ops' fake kernels)
 from .losses.ops import set_gradient_mode
@@ -27,6 +27,8 @@ __all__ = [
     "activations",
     "autograd",
     "backend",
+    "cached_bytes",
+    "empty_cache",
     "extension_loaded",
     "functional",
     "metrics",

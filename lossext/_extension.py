@@ -63,3 +63,21 @@ def use_extension(device: torch.device) -> bool:
         return True
     _warn_fallback_once(f"lossext._C has no kernels for {device.type} tensors")
     return False
+
+
+def empty_cache() -> None:
+    """Free the CPU scratch buffers the fused heads (lossext.linear_loss, linear_cross_entropy) keep between calls.
+
+    On CPU there is no caching allocator, and glibc unmaps a freed buffer above its mmap threshold, so a head that
+    allocated its (chunk, V) logits buffer per call would page-fault it in again on every step. The heads lease
+    that buffer (and, for half-precision inputs, the float32 weight-gradient sum) from a small pool that keeps up
+    to four buffers (at most one chunk of logits each: 128 MiB by default) for the next call; this frees them, as
+    torch.cuda.empty_cache() does for CUDA's allocator. Nothing is held when the extension is not loaded.
+    """
+    if _C is not None:
+        _C.empty_cache()
+
+
+def cached_bytes() -> int:
+    """The bytes the CPU scratch buffers of the fused heads hold between calls (0 after empty_cache())."""
+    return int(_C.cached_bytes()) if _C is not None else 0

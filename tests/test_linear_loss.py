@@ -332,6 +332,46 @@ def test_bitwise_reproducible_across_runs_and_threads(dtype):
         assert all(torch.equal(a, b) for a, b in zip(other[1], results[0][1]))
 
 
+def test_scratch_buffers_are_reused_and_released():
+    """The CPU head leases its logits buffer (and, for bf16, the fp32 weight-gradient sum) from a pool kept
+    between calls (csrc/ops/workspace.h): a buffer left holding another call's values (a larger vocabulary, a
+    concurrent thread) must not leak into a result, the pool must not grow with repeated calls, and
+    lossext.empty_cache() must free it."""
+    import threading
+
+    lossext.empty_cache()
+    assert lossext.cached_bytes() == 0
+    small = make_head(torch.bfloat16, rows=40, hidden=16, classes=24, ignore_rows=(5,))
+    large = make_head(torch.bfloat16, rows=40, hidden=16, classes=96, ignore_rows=(), seed=1)
+    kwargs = LOSSES["cross_entropy"]()
+
+    def step(head):
+        return run_head(fused("cross_entropy"), *head, kwargs, chunk_size=7)
+
+    first = step(small)
+    held = lossext.cached_bytes()
+    # The logits (7 x 24 bf16) and the fp32 weight-gradient sum (24 x 16) went back to the pool.
+    assert held >= 7 * 24 * 2 + 24 * 16 * 4
+    assert held == (step(small), lossext.cached_bytes())[1]
+    step(large)
+    results = {}
+
+    def worker(name, head):
+        results[name] = step(head)
+
+    threads = [threading.Thread(target=worker, args=(k, head)) for k, head in enumerate([small, large] * 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for again in (step(small), results[0], results[2]):
+        assert torch.equal(again[0], first[0])
+        assert all(torch.equal(a, b) for a, b in zip(again[1], first[1]))
+    assert torch.equal(results[1][0], results[3][0])
+    lossext.empty_cache()
+    assert lossext.cached_bytes() == 0
+
+
 def test_upstream_scaling_and_recompute():
     """A non-unit upstream gradient scales the gradients finished in the forward (exactly: one
     product each), and recompute=True (gradients recomputed in backward) gives the same values."""

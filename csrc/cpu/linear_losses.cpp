@@ -45,6 +45,8 @@ struct CpuLinearLossBackend {
   using RowLossDriver = CpuRowLossDriver;
   // Reading the targets costs no sync here: ignored rows are left out of the products.
   static constexpr bool kCompactsIgnoredRows = true;
+  // No caching allocator on CPU: the logits buffer is leased (ops/workspace.h).
+  static constexpr bool kLeasesWorkspace = true;
 
   // accumulator (V, H) (+)= gradient (n, V)^T input (n, H).
   static void add_weight_gradient(at::Tensor& accumulator, const at::Tensor& gradient, const at::Tensor& input,

@@ -19,6 +19,8 @@ struct CudaLinearLossBackend {
   // Leaving ignored rows out would size the products from the targets' values,
   // a host sync: here every row runs, an ignored one with a zero gradient.
   static constexpr bool kCompactsIgnoredRows = false;
+  // The caching allocator keeps freed blocks mapped: scratch is a plain allocation.
+  static constexpr bool kLeasesWorkspace = false;
 
   // accumulator (V, H) (+)= gradient (n, V)^T input (n, H).
   static void add_weight_gradient(at::Tensor& accumulator, const at::Tensor& gradient, const at::Tensor& input,

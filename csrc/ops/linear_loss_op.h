@@ -20,6 +20,7 @@
 // A backend supplies a struct with
 //   using RowLossDriver = ...;                  // row_loss_op.h's Driver
 //   static constexpr bool kCompactsIgnoredRows; // may read the targets on the host
+//   static constexpr bool kLeasesWorkspace;     // scratch from workspace.h's pool
 //   static void add_weight_gradient(at::Tensor& accumulator, const at::Tensor& gradient,
 //                                   const at::Tensor& input, bool accumulate);
 // where add_weight_gradient writes gradient^T input into an accumulator in
@@ -40,6 +41,7 @@
 #include <tuple>
 
 #include "ops/row_loss_op.h"
+#include "ops/workspace.h"
 
 namespace lossext {
 
@@ -114,6 +116,19 @@ inline void check_linear_loss_arguments(const std::string& op, const at::Tensor&
               " rows (the input's), got shape ", target.sizes());
 }
 
+// Scratch memory that never leaves the op: leased from the CPU pool (see
+// workspace.h) on a backend without a caching allocator, a plain allocation
+// on one with (CUDA's).
+template <typename Backend>
+at::Tensor scratch_tensor(c10::optional<WorkspaceLease>& lease, at::IntArrayRef sizes, const at::TensorOptions& options) {
+  if constexpr (Backend::kLeasesWorkspace) {
+    lease.emplace(sizes, options.dtype().toScalarType());
+    return lease->tensor();
+  } else {
+    return at::empty(sizes, options);
+  }
+}
+
 // The op's outputs: the loss as `reduction` says, then the gradients grad_mask
 // asks for (each an empty tensor otherwise): grad_input (N, H), grad_weight
 // (V, H), grad_bias (V,) in their tensors' dtypes, and the tensor params'
@@ -168,7 +183,8 @@ LinearLossOutputs run_linear_loss(const at::Tensor& input_arg, const at::Tensor&
   const int64_t rows = x.size(0);
   const int64_t chunk =
       std::min(linear_loss_chunk_rows(op, chunk_rows, chunk_bytes, classes, input_arg.element_size()), rows);
-  at::Tensor logits = at::empty({chunk, classes}, options);
+  c10::optional<WorkspaceLease> logits_lease, weight_grad_lease;
+  at::Tensor logits = scratch_tensor<Backend>(logits_lease, {chunk, classes}, options);
 
   // Validates the loss's own arguments (weight, params, tensor_params, target
   // dtype) on the first chunk, then the reduction's denominator over all rows.
@@ -187,10 +203,16 @@ LinearLossOutputs run_linear_loss(const at::Tensor& input_arg, const at::Tensor&
   // inputs (in bf16 it would round at every chunk, a known cause of
   // divergence in other fused heads), rounded to the weight's dtype once.
   // The first chunk's product overwrites it (no pass to clear V x H values first) unless no row runs.
+  // For half inputs it is scratch (the returned gradient is its rounded copy).
   at::Tensor weight_grad_sum;
   if (want_weight) {
-    weight_grad_sum = rows > 0 ? at::empty({classes, hidden}, options.dtype(acc))
-                               : at::zeros({classes, hidden}, options.dtype(acc));
+    if (rows == 0) {
+      weight_grad_sum = at::zeros({classes, hidden}, options.dtype(acc));
+    } else if (acc != dtype) {
+      weight_grad_sum = scratch_tensor<Backend>(weight_grad_lease, {classes, hidden}, options.dtype(acc));
+    } else {
+      weight_grad_sum = at::empty({classes, hidden}, options);
+    }
   }
   at::Tensor bias_grad_sum = want_bias ? at::zeros({classes}, options.dtype(acc)) : at::Tensor();
   at::Tensor no_gradient = at::empty({0}, options);

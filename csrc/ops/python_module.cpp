@@ -9,6 +9,7 @@
 
 #include "activations/all_activations.h"
 #include "losses/all_losses.h"
+#include "ops/workspace.h"
 
 namespace {
 
@@ -40,6 +41,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("activation_names", &activation_names,
         "The activations of LOSSEXT_FOR_EACH_ACTIVATION (csrc/activations/all_activations.h), in its order: each "
         "<name> has the ops lossext::<name>_forward and <name>_backward");
+  m.def("empty_cache", [] { lossext::cpu_workspace_pool().clear(); },
+        "Free the CPU scratch buffers the fused heads keep between calls (ops/workspace.h)");
+  m.def("cached_bytes", [] { return lossext::cpu_workspace_pool().pooled_bytes(); },
+        "Bytes held by the CPU scratch buffers the fused heads keep between calls");
   m.attr("torch_version") = TORCH_VERSION;
 #if defined(__AVX512F__)
   m.attr("cpu_vector_isa") = "avx512";
