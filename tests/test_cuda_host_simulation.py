@@ -139,6 +139,8 @@ def test_shipped_losses_match_the_cpu_driver(sim, dtype, num_classes, group_size
     weight = (torch.rand(num_classes, generator=g, dtype=torch.float64) + 0.1).to(dtype)
     compare(sim, "cross_entropy", group_size, dtype, input, target, None, [0.0, 0.0, 0.0])
     compare(sim, "cross_entropy", group_size, dtype, input, target.int(), weight, [0.1, 0.01, 0.0])
+    # logit_softcap 3: the logits (4 sigma) reach the cap's flat part, so the slope 1 - (o'/c)^2 matters.
+    compare(sim, "cross_entropy", group_size, dtype, input, target, weight, [0.1, 0.01, 3.0])
     if num_classes <= 255:
         compare(sim, "cross_entropy", group_size, dtype, input, target.clamp(min=0).to(torch.uint8), weight,
                 [0.2, 0.0, 0.0],
@@ -147,6 +149,7 @@ def test_shipped_losses_match_the_cpu_driver(sim, dtype, num_classes, group_size
     probabilities = torch.rand(rows, num_classes, generator=g, dtype=torch.float64).softmax(1).to(dtype)
     compare(sim, "cross_entropy_probabilities", group_size, dtype, input, probabilities, None, [0.0, 0.0, 0.0])
     compare(sim, "cross_entropy_probabilities", group_size, dtype, input, probabilities, weight, [0.1, 0.01, 0.0])
+    compare(sim, "cross_entropy_probabilities", group_size, dtype, input, probabilities, None, [0.0, 0.0, 3.0])
     compare(sim, "two_scale_cross_entropy", group_size, dtype, input, target, weight, **TWO_SCALE)
 
 
@@ -160,6 +163,7 @@ def test_special_values_match_the_cpu_driver(sim, dtype, num_classes, group_size
     weight = torch.linspace(0.5, 2, num_classes, dtype=torch.float64).to(dtype)
     compare(sim, "cross_entropy", group_size, dtype, input, target, None, [0.0, 0.0, 0.0])
     compare(sim, "cross_entropy", group_size, dtype, input, target, weight, [0.1, 0.01, 0.0])
+    compare(sim, "cross_entropy", group_size, dtype, input, target, weight, [0.1, 0.01, 3.0])
     probabilities = torch.rand(rows, num_classes, dtype=torch.float64).softmax(1).to(dtype)
     compare(sim, "cross_entropy_probabilities", group_size, dtype, input, probabilities, weight, [0.1, 0.01, 0.0])
     compare(sim, "two_scale_cross_entropy", group_size, dtype, input, target, None, **TWO_SCALE)

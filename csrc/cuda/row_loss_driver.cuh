@@ -35,6 +35,7 @@
 #include <type_traits>
 
 #include "common/accumulation.h"
+#include "common/scalar_math.h"
 #include "cuda/reductions.cuh"
 #include "losses/row_finish.h"
 #include "losses/row_loss.h"
@@ -222,7 +223,20 @@ struct RowLossArgs {
   int64_t classes;
   int64_t ignore_index;
   Reduction reduction;
+  acc_t logit_softcap;                // c of kLogitSoftcap (row_loss.h), 0 for none
 };
+
+// The logit as the loss sees it (row_loss.h, kLogitSoftcap): c tanh(o / c)
+// for a capped loss with c > 0, o otherwise. One scalar function for every
+// read of a logit (the target's too), so that o'_t - max_j o'_j is exactly 0
+// where the target is the max.
+template <class Loss, typename acc_t>
+LOSSEXT_HOST_DEVICE acc_t loss_logit(acc_t o, acc_t cap) {
+  if constexpr ((Loss::kNeeds & kLogitSoftcap) != 0) {
+    if (cap > acc_t(0)) return cap * hyperbolic_tangent(o / cap);
+  }
+  return o;
+}
 
 // z_j of element j (row_loss.h): e_j = exp(s (o_j - m)) for softmax losses
 // (s = 1 but for kScaledSoftmax, whose m is its scale's reference and whose
@@ -269,7 +283,7 @@ LOSSEXT_HOST_DEVICE RowContext<scalar_t, acc_t> open_row(int64_t row, const RowL
   r.target_logit = acc_t(0);
   if (!kDense && !r.ignored) {
     CUDA_KERNEL_ASSERT(r.target >= 0 && r.target < a.classes);
-    r.target_logit = static_cast<acc_t>(r.input[r.target]);
+    r.target_logit = loss_logit<Loss>(static_cast<acc_t>(r.input[r.target]), a.logit_softcap);
   }
   return r;
 }
@@ -292,8 +306,10 @@ LOSSEXT_HOST_DEVICE RowPartial<Loss, acc_t, kScales> gather_row_partial(
     const RowContext<scalar_t, acc_t>& r, const RowLossArgs<scalar_t, acc_t>& a, const typename Loss::Params& params,
     int rank, int size, RowPartial<Loss, acc_t, kScales> partial, const LogitScales<acc_t, kScales>& scales) {
   constexpr int kVec = 16 / sizeof(scalar_t);
-  for_each_chunk<kVec, acc_t>(r.input, a.classes, rank, size, [&](int64_t j, const auto& logits) {
+  for_each_chunk<kVec, acc_t>(r.input, a.classes, rank, size, [&](int64_t j, auto logits) {
     constexpr int K = std::decay_t<decltype(logits)>::kSize;
+#pragma unroll
+    for (int k = 0; k < K; ++k) logits.v[k] = loss_logit<Loss>(logits.v[k], a.logit_softcap);
     partial.template add<kGather, K>(j, logits.v, load_weights<K>(r.weight, j).v, scales, r.target, params);
   });
   return partial;
@@ -359,8 +375,12 @@ LOSSEXT_HOST_DEVICE void finish_row(const RowContext<scalar_t, acc_t>& r, const 
     Chunk<scalar_t, K> out;
 #pragma unroll
     for (int k = 0; k < K; ++k) {
-      const acc_t z = element_z<Loss>(logits.v[k], s, g.exp_shift);
-      out.v[k] = static_cast<scalar_t>(gradient_at<Loss>(j + k, z, w.v[k], r.target, g));
+      const acc_t o = loss_logit<Loss>(logits.v[k], a.logit_softcap);
+      const acc_t z = element_z<Loss>(o, s, g.exp_shift);
+      acc_t gradient = gradient_at<Loss>(j + k, z, w.v[k], r.target, g);
+      // A capped loss's gradient is taken through the cap: times do'/do = 1 - (o'/c)^2.
+      if constexpr ((Loss::kNeeds & kLogitSoftcap) != 0) gradient *= capped_logit_slope(o, a.logit_softcap);
+      out.v[k] = static_cast<scalar_t>(gradient);
     }
     *reinterpret_cast<Chunk<scalar_t, K>*>(r.grad + j) = out;
   };
@@ -510,6 +530,7 @@ struct CudaRowLossDriver {
       a.classes = p.classes;
       a.ignore_index = p.ignore_index;
       a.reduction = p.reduction;
+      a.logit_softcap = static_cast<acc_t>(p.logit_softcap);
       a.tensor_params = p.tensor_params.defined() ? p.tensor_params.data_ptr<acc_t>() : nullptr;
       a.row_param_grads = row_param_grads.numel() > 0 ? row_param_grads.data_ptr<acc_t>() : nullptr;
       launch(a);

@@ -42,7 +42,8 @@ __device__ __forceinline__ RowContext<scalar_t, acc_t> open_block_row(int64_t ro
   // The target's column here, -1 in another block (dense rows: class 0, which max-other skips).
   const int64_t column = target - class_offset;
   r.target = column >= 0 && column < a.classes ? column : -1;
-  r.target_logit = r.target >= 0 && !r.ignored ? static_cast<acc_t>(r.input[r.target]) : acc_t(0);
+  r.target_logit =
+      r.target >= 0 && !r.ignored ? loss_logit<Loss>(static_cast<acc_t>(r.input[r.target]), a.logit_softcap) : acc_t(0);
   return r;
 }
 

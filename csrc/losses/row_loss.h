@@ -99,11 +99,10 @@
 // Losses with kLogitSoftcap (cross-entropy's logit_softcap, Gemma 2's soft-capping,
 // Gemma Team 2024, sec. 2) take their softmax of o'_j = c tanh(o_j / c) when
 // Loss::logit_softcap(params) = c > 0: the drivers map every logit as they
-// read it (the CPU driver's CpuRow::logits), so RowStats hold the statistics
+// read it (the CPU driver's CpuRow::logits, the CUDA driver's loss_logit), so RowStats hold the statistics
 // of o' and z_j is exp(o'_j - m), and they multiply every element of the
 // gradient by do'_j/do_j = 1 - (o'_j / c)^2 (capped_logit_slope). c = 0 reads
-// the logits as they are. The op layer puts c in RowLossProblem::logit_softcap;
-// the CUDA driver does not cap yet, so the op layer refuses a cap on CUDA.
+// the logits as they are. The op layer puts c in RowLossProblem::logit_softcap.
 //
 // The statistics of a row can be gathered in parts and combined in any order
 // (RowPartial, csrc/losses/row_partial.h), and once they are known the drivers

@@ -81,8 +81,6 @@ RowLossProblem prepare_row_loss(const at::Tensor& input, const at::Tensor& targe
   p.ignore_index = ignore_index;
   p.reduction = checked_reduction(reduction);
   p.logit_softcap = logit_softcap_of<Loss>(Loss::make_params(params.data()));
-  TORCH_CHECK(p.logit_softcap == 0.0 || !input.is_cuda(), op,
-              ": logit_softcap is not implemented in the CUDA kernels yet (CPU only)");
   // Rows may have any stride; the class dimension must be dense for vector loads.
   p.input = input.stride(1) == 1 ? input : input.contiguous();
   const auto acc = accumulation_dtype(input.scalar_type());
