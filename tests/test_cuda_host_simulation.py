@@ -153,6 +153,58 @@ def test_shipped_losses_match_the_cpu_driver(sim, dtype, num_classes, group_size
     compare(sim, "two_scale_cross_entropy", group_size, dtype, input, target, weight, **TWO_SCALE)
 
 
+# Every shipped class-index loss with its params (the op's params list) and tensor params.
+SHIPPED_LOSSES = {
+    "cross_entropy": dict(params=[0.1, 0.01, 3.0]),
+    "hinge": dict(params=[2.0, 0.5]),
+    "hinge_fractional_p": dict(loss="hinge", params=[1.5, 0.3]),
+    "l1": dict(params=[]),
+    "l2": dict(params=[]),
+    "logistic": dict(params=[]),
+    "expectation": dict(params=[]),
+    "regularized_expectation": dict(params=[]),
+    "chebyshev": dict(params=[]),
+    "squared_log": dict(params=[]),
+    "tanimoto": dict(params=[]),
+    "cauchy_schwarz": dict(params=[]),
+    "alpha_loss": dict(params=[2.0]),
+    "alpha_loss_below_one": dict(loss="alpha_loss", params=[0.5]),
+    "two_scale_cross_entropy": TWO_SCALE,
+}
+# Row lengths at the launcher's boundaries: a warp per row up to 1024 classes, then blocks of 128 threads
+# up to 4096, 256 up to 16384, 512 beyond (cuda::row_group_threads).
+BOUNDARY_CLASSES = [1, 33, 1024, 1025, 4096, 4097, 16384, 16385]
+
+
+@pytest.mark.parametrize("case", sorted(SHIPPED_LOSSES))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("num_classes", BOUNDARY_CLASSES)
+def test_every_shipped_loss_at_the_launchers_row_lengths(sim, case, dtype, num_classes):
+    """Each loss with the group the launcher gives its row length (group size 0), rows in the "offset"
+    layout, class weights, one ignored row; and once a block of 256 threads whatever the length."""
+    spec = dict(SHIPPED_LOSSES[case])
+    loss = spec.pop("loss", case)
+    g = torch.Generator().manual_seed(num_classes)
+    rows = 4
+    input = in_layout((torch.randn(rows, num_classes, generator=g, dtype=torch.float64) * 3).to(dtype), "offset")
+    target = torch.randint(0, num_classes, (rows,), generator=g)
+    target[1] = -100
+    weight = (torch.rand(num_classes, generator=g, dtype=torch.float64) + 0.1).to(dtype)
+    for group_size in (0, 256):
+        compare(sim, loss, group_size, dtype, input, target, weight, **spec)
+
+
+@pytest.mark.parametrize("case", sorted(SHIPPED_LOSSES))
+def test_every_shipped_loss_on_an_all_ignored_batch(sim, case):
+    """Every row ignored: a zero loss for "none" and "sum", mean's 0/0 as the CPU driver has it, zero gradients."""
+    spec = dict(SHIPPED_LOSSES[case])
+    loss = spec.pop("loss", case)
+    input = torch.randn(3, 40, dtype=torch.float32)
+    target = torch.full((3,), -100)
+    for group_size in (0, 128):
+        compare(sim, loss, group_size, torch.float32, input, target, None, **spec)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("num_classes", [2, 9, 40, 1500])
 @pytest.mark.parametrize("group_size", GROUP_SIZES)

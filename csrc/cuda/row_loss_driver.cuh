@@ -65,6 +65,13 @@ inline int block_threads_for(int64_t classes) {
   return kMaxBlockThreads;
 }
 
+// The threads that share one row as launch_rows maps it: a warp up to
+// kMaxWarpPerRowClasses classes, else a block of block_threads_for(classes)
+// (the host simulation asks the same function).
+inline int row_group_threads(int64_t classes) {
+  return classes <= kMaxWarpPerRowClasses ? kWarpSize : block_threads_for(classes);
+}
+
 // K consecutive elements of a row. Aligned to its size so a Chunk of 16 bytes
 // is one 128-bit load or store.
 template <typename T, int K>
@@ -466,12 +473,13 @@ __global__ void __launch_bounds__(kMaxBlockThreads) block_per_row_kernel(const T
 template <class Task>
 void launch_rows(const Task& task, int64_t rows, int64_t classes) {
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  if (classes <= kMaxWarpPerRowClasses) {
+  const int group_threads = row_group_threads(classes);
+  if (group_threads == kWarpSize) {
     const int64_t blocks = std::min((rows + kWarpsPerRowBlock - 1) / kWarpsPerRowBlock, kMaxGridBlocks);
     warp_per_row_kernel<<<static_cast<unsigned>(blocks), kWarpsPerRowBlock * kWarpSize, 0, stream>>>(task);
   } else {
     const int64_t blocks = std::min(rows, kMaxGridBlocks);
-    block_per_row_kernel<<<static_cast<unsigned>(blocks), block_threads_for(classes), 0, stream>>>(task);
+    block_per_row_kernel<<<static_cast<unsigned>(blocks), group_threads, 0, stream>>>(task);
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }

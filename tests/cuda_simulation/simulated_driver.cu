@@ -95,7 +95,9 @@ struct SimulatedCudaDriver {
 
 int SimulatedCudaDriver::group_size = cuda::kWarpSize;
 
-void set_group_size(int64_t group_size) {
+// group_size 0: the threads launch_rows gives a row of the input's length.
+void set_group_size(int64_t group_size, const at::Tensor& input) {
+  if (group_size == 0) group_size = cuda::row_group_threads(input.size(-1));
   TORCH_CHECK(group_size > 0 && group_size % cuda::kWarpSize == 0 && group_size <= cuda::kMaxBlockThreads,
               "group size must be 32 (a warp) or a multiple of 32 up to ", cuda::kMaxBlockThreads, " (a block)");
   SimulatedCudaDriver::group_size = static_cast<int>(group_size);
@@ -107,7 +109,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> simulated_forward(
     const std::string& loss, int64_t group_size, const at::Tensor& input, const at::Tensor& target,
     const c10::optional<at::Tensor>& weight, const std::vector<double>& params,
     const c10::optional<at::Tensor>& tensor_params, int64_t ignore_index, int64_t reduction, bool compute_grad) {
-  set_group_size(group_size);
+  set_group_size(group_size, input);
   return with_loss(loss, [&](auto l) {
     return row_loss_forward<decltype(l), SimulatedCudaDriver>(input, target, weight, params, tensor_params,
                                                               ignore_index, reduction, compute_grad);
@@ -118,7 +120,7 @@ at::Tensor simulated_forward_out(const std::string& loss, int64_t group_size, co
                                  const at::Tensor& target, const c10::optional<at::Tensor>& weight,
                                  const std::vector<double>& params, const c10::optional<at::Tensor>& tensor_params,
                                  int64_t ignore_index, int64_t reduction, at::Tensor& grad_input) {
-  set_group_size(group_size);
+  set_group_size(group_size, input);
   return with_loss(loss, [&](auto l) {
     return row_loss_forward_out<decltype(l), SimulatedCudaDriver>(input, target, weight, params, tensor_params,
                                                                   ignore_index, reduction, grad_input);
@@ -129,7 +131,7 @@ std::tuple<at::Tensor, at::Tensor> simulated_backward(
     const std::string& loss, int64_t group_size, const at::Tensor& grad_output, const at::Tensor& input,
     const at::Tensor& target, const c10::optional<at::Tensor>& weight, const std::vector<double>& params,
     const c10::optional<at::Tensor>& tensor_params, int64_t ignore_index, int64_t reduction) {
-  set_group_size(group_size);
+  set_group_size(group_size, input);
   return with_loss(loss, [&](auto l) {
     return row_loss_backward<decltype(l), SimulatedCudaDriver>(grad_output, input, target, weight, params,
                                                                tensor_params, ignore_index, reduction);
